@@ -1,0 +1,3 @@
+"""agentplatform: answer phone calls with realtime speech models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Agents: the YAML files under agents/, their spec, validation and store."""

@@ -1,0 +1,99 @@
+"""The agent, as its YAML file says it: one pydantic model per section.
+
+Shape only; cross-field checks that need the catalog or other agents live in
+``agentplatform.agents.validation``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TurnDetection(_Section):
+    """Server-side turn detection. ``server_vad`` uses threshold/padding/silence;
+    ``semantic_vad`` uses eagerness. Providers map what they can."""
+
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    prefix_padding_ms: int = Field(default=300, ge=0, le=5000)
+    silence_duration_ms: int = Field(default=500, ge=0, le=10000)
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+
+
+class WebhookTool(_Section):
+    """An HTTP tool: the model's arguments go to ``url`` as JSON, the reply goes back."""
+
+    type: Literal["webhook"] = "webhook"
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    url: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    # Header name -> environment variable holding its value (secrets stay out of YAML).
+    headers_from_env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # HTTP tools refuse private and loopback addresses unless this is set.
+    allow_private_network: bool = False
+
+
+class EndCallTool(_Section):
+    """Built-in: let the goodbye finish playing, then hang up."""
+
+    type: Literal["end_call"] = "end_call"
+    name: str = "end_call"
+    description: str = "End the phone call after saying goodbye."
+
+
+class TransferCallTool(_Section):
+    """Built-in: transfer the caller to one of the numbers named here."""
+
+    type: Literal["transfer_call"] = "transfer_call"
+    name: str = "transfer_call"
+    description: str = "Transfer the caller to a person or department."
+    # Destination name -> E.164 number. The model picks a destination by name.
+    destinations: dict[str, str] = Field(min_length=1)
+
+
+Tool = WebhookTool | EndCallTool | TransferCallTool
+
+
+class Limits(_Section):
+    max_call_seconds: int = Field(default=1800, ge=10, le=4 * 3600)
+
+
+class Credentials(_Section):
+    """Bring your own key: the name of the environment variable holding it."""
+
+    api_key_env: str | None = None
+    # Provider-specific extras read from the environment (endpoint, region, ...).
+    endpoint_env: str | None = None
+
+
+class AgentSpec(_Section):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    description: str = ""
+    model: str = "openai/gpt-realtime"
+    fallback_models: list[str] = Field(default_factory=list)
+    prompt: str = ""
+    voice: str | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    greeting: str | None = None
+    voice_streaming: bool = True
+    # Send the carrier's μ-law straight to models that accept it (no transcode).
+    g711_passthrough: bool = False
+    turn_detection: TurnDetection = Field(default_factory=TurnDetection)
+    phone_numbers: list[str] = Field(default_factory=list)
+    tools: list[Tool] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)
+    credentials: Credentials = Field(default_factory=Credentials)
+    # Provider-keyed JSON merged last into that provider's session config.
+    advanced: dict[str, dict[str, Any]] = Field(default_factory=dict)

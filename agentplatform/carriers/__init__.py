@@ -1,0 +1,1 @@
+"""Phone-side carriers, each turning its wire protocol into ``CallAudio``."""

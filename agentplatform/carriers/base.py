@@ -1,0 +1,75 @@
+"""The phone-side seam. A carrier turns its wire protocol into ``CallAudio``:
+inbound events, and a handful of things the bridge can do to the call.
+
+Audio both ways is G.711 μ-law at 8 kHz, the telephone's own format.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class CallInfo:
+    """Who called whom, as the carrier told us at stream start."""
+
+    call_id: str  # the carrier's call id (Twilio CallSid)
+    stream_id: str
+    from_number: str = ""
+    to_number: str = ""
+    agent: str = ""
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InboundAudio:
+    audio: bytes  # μ-law 8 kHz
+    timestamp_ms: int  # carrier's media clock, ms since stream start
+    received_at: float = 0.0  # time.monotonic() when the frame arrived
+
+
+@dataclass(slots=True)
+class Dtmf:
+    digit: str
+
+
+@dataclass(slots=True)
+class MarkPlayed:
+    name: str
+
+
+@dataclass(slots=True)
+class StreamStopped:
+    """The carrier ended the stream (caller hung up, or new TwiML took over)."""
+
+
+CarrierEvent = InboundAudio | Dtmf | MarkPlayed | StreamStopped
+
+
+class CallAudio(abc.ABC):
+    info: CallInfo
+
+    @abc.abstractmethod
+    def events(self) -> AsyncIterator[CarrierEvent]: ...
+
+    @abc.abstractmethod
+    async def send_audio(self, ulaw: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def send_mark(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def clear(self) -> None:
+        """Drop everything buffered for playback; pending marks come back at once."""
+
+    @abc.abstractmethod
+    async def hang_up(self) -> None: ...
+
+    @abc.abstractmethod
+    async def transfer(self, number: str) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the stream from our side."""

@@ -1,0 +1,1 @@
+"""Model-side adapters, one per wire protocol, all speaking ``ModelSession``."""

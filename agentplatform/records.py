@@ -1,0 +1,73 @@
+"""What the bridge reports about a call, and the port it reports through.
+
+The bridge calls a ``CallRecorder``; every method returns at once (the storage
+writer queues the work), so the audio path never waits on a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from agentplatform.realtime.base import Usage
+
+
+class EndReason(StrEnum):
+    CALLER_HUNG_UP = "caller_hung_up"
+    AGENT_ENDED = "agent_ended"
+    TRANSFERRED = "transferred"
+    LIMIT_REACHED = "limit_reached"
+    PROVIDER_ERROR = "provider_error"
+    CARRIER_ERROR = "carrier_error"
+    SERVER_SHUTDOWN = "server_shutdown"
+    COMPLETED = "completed"  # a status callback closed a call the stream never did
+
+
+@dataclass(slots=True)
+class CallStart:
+    call_id: str  # platform id (uuid hex)
+    carrier_call_id: str
+    agent: str
+    model: str
+    from_number: str = ""
+    to_number: str = ""
+    carrier: str = "twilio"
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+class CallRecorder(Protocol):
+    def call_started(self, start: CallStart) -> None: ...
+
+    def turn(
+        self, call_id: str, role: str, text: str, *, interrupted: bool = False,
+        latency_ms: float | None = None,
+    ) -> None: ...
+
+    def tool_invocation(
+        self, call_id: str, name: str, arguments: str, result: str, *, ok: bool,
+        duration_ms: float,
+    ) -> None: ...
+
+    def event(self, call_id: str, kind: str, detail: dict[str, Any] | None = None) -> None: ...
+
+    def usage(self, call_id: str, model: str, usage: Usage) -> None: ...
+
+    def model_served(self, call_id: str, model: str) -> None: ...
+
+    def call_ended(self, call_id: str, reason: EndReason, detail: str = "") -> None: ...
+
+    def close_by_carrier_id(self, carrier_call_id: str, reason: EndReason) -> None: ...
+
+
+class NullRecorder:
+    """Records nothing; for tools and tests that do not care."""
+
+    def call_started(self, start: CallStart) -> None: ...
+    def turn(self, call_id, role, text, *, interrupted=False, latency_ms=None) -> None: ...
+    def tool_invocation(self, call_id, name, arguments, result, *, ok, duration_ms) -> None: ...
+    def event(self, call_id, kind, detail=None) -> None: ...
+    def usage(self, call_id, model, usage) -> None: ...
+    def model_served(self, call_id, model) -> None: ...
+    def call_ended(self, call_id, reason, detail="") -> None: ...
+    def close_by_carrier_id(self, carrier_call_id, reason) -> None: ...
