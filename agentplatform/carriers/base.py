@@ -65,7 +65,9 @@ class CallAudio(abc.ABC):
         """Drop everything buffered for playback; pending marks come back at once."""
 
     @abc.abstractmethod
-    async def hang_up(self) -> None: ...
+    async def hang_up(self, say: str | None = None) -> None:
+        """End the call; with ``say``, the carrier speaks it first (an apology when
+        the model cannot be reached — no model voice is available then)."""
 
     @abc.abstractmethod
     async def transfer(self, number: str) -> None: ...

@@ -30,6 +30,8 @@ class Provider:
     truncates: bool
     default_voice: str
     voices: tuple[str, ...]
+    # Adapter extras read from Settings: extra name -> Settings field (endpoint, region...).
+    extra_settings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ def _load(data: dict[str, Any]) -> Catalog:
             input_rate=int(p["input_rate"]), output_rate=int(p["output_rate"]),
             g711=bool(p.get("g711", False)), truncates=bool(p.get("truncates", False)),
             default_voice=p["default_voice"], voices=tuple(p["voices"]),
+            extra_settings=dict(p.get("extra_settings") or {}),
         )
     models: dict[str, Model] = {}
     aliases: dict[str, str] = {}

@@ -35,6 +35,7 @@ class Capabilities:
 class AudioDelta:
     item_id: str
     audio: bytes
+    received_at: float = 0.0  # time.monotonic() when the adapter read it off the wire
 
 
 @dataclass(slots=True)

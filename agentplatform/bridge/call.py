@@ -1,0 +1,471 @@
+"""One phone call joined to one model session.
+
+The whole call path, readable in one sitting:
+
+    carrier frame (μ-law 8 kHz) ─ decode ─ resample ─▶ model.send_audio
+    model AudioDelta ─ resample ─ encode ─▶ carrier media + mark
+    model SpeechStarted ─▶ carrier clear, model truncate (what was heard)
+    model ToolCall ─▶ tool task ─▶ model.send_tool_result (audio keeps flowing)
+
+The bridge knows no provider and no carrier: it speaks ``ModelSession`` and
+``CallAudio`` only. It never waits on disk, the database or a tool: records go
+through the non-blocking ``CallRecorder``, tools run as their own tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import httpx
+
+from agentplatform.agents.placeholders import CallContext, render
+from agentplatform.agents.spec import AgentSpec
+from agentplatform.audio.codecs import pcm16_to_ulaw, ulaw_to_pcm16
+from agentplatform.audio.resample import make_resampler
+from agentplatform.bridge.metrics import METRICS, BridgeMetrics
+from agentplatform.bridge.playback import PlaybackTracker
+from agentplatform.carriers.base import CallAudio, Dtmf, InboundAudio, MarkPlayed, StreamStopped
+from agentplatform.catalog import Catalog
+from agentplatform.config import Settings
+from agentplatform.errors import PlatformError
+from agentplatform.realtime.base import (
+    AudioDelta,
+    AudioDone,
+    ModelSession,
+    ResponseDone,
+    SessionError,
+    SessionNotice,
+    SpeechStarted,
+    SpeechStopped,
+    ToolCall,
+    Transcript,
+)
+from agentplatform.realtime.sessions import build_setup, open_session
+from agentplatform.records import CallRecorder, CallStart, EndReason
+from agentplatform.tools.registry import EndCall, ToolRunner, Transfer, tool_specs
+
+log = logging.getLogger(__name__)
+
+APOLOGY = "Sorry, our assistant is not available right now. Please call again later."
+SHUTDOWN_APOLOGY = "Sorry, we have to end this call now. Please call again."
+GOODBYE_GRACE_SECONDS = 20.0
+
+
+class CallState(StrEnum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    ENDING = "ending"  # a goodbye is playing; the call ends when it has been heard
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class CallDeps:
+    """What every call shares with the server."""
+
+    settings: Settings
+    catalog: Catalog
+    recorder: CallRecorder
+    http: httpx.AsyncClient
+    metrics: BridgeMetrics = METRICS
+    open_model: Callable[..., ModelSession] = open_session
+    connect_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class _PendingTurn:
+    text: str
+    latency_ms: float | None = None
+
+
+@dataclass(slots=True)
+class _Ending:
+    reason: EndReason
+    transfer_to: str | None = None
+    response_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class CallSession:
+    def __init__(self, audio: CallAudio, agent: AgentSpec, deps: CallDeps) -> None:
+        self.audio = audio
+        self.agent = agent
+        self.deps = deps
+        self.call_id = uuid.uuid4().hex
+        self.state = CallState.CONNECTING
+        self.model: ModelSession | None = None
+        self.model_id = agent.model
+        self.playback = PlaybackTracker()
+        self.tools = ToolRunner(agent, http_client=deps.http)
+        self.end_reason: EndReason | None = None
+        self.end_detail = ""
+        self._ended = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ending: _Ending | None = None
+        self._passthrough = False
+        self._to_model = None
+        self._to_carrier = None
+        self._out_bytes_per_ms = 48.0
+        self._speech_stopped_at: float | None = None
+        self._turn_latency: dict[str, float] = {}
+        self._pending_assistant: dict[str, _PendingTurn] = {}
+        self._heard_fraction: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _transition(self, expected: tuple[CallState, ...], new: CallState) -> None:
+        if self.state not in expected:
+            raise RuntimeError(f"call {self.call_id}: expected {expected}, got {self.state}")
+        self.state = new
+
+    async def run(self) -> EndReason:
+        info = self.audio.info
+        metrics = self.deps.metrics
+        metrics.active_calls += 1
+        metrics.calls_total += 1
+        self.deps.recorder.call_started(CallStart(
+            call_id=self.call_id, carrier_call_id=info.call_id, agent=self.agent.name,
+            model=self.agent.model, from_number=info.from_number, to_number=info.to_number,
+            parameters=dict(info.parameters),
+        ))
+        try:
+            self.model = await self._open_model()
+            if self.model is None:
+                await self._finish(EndReason.PROVIDER_ERROR, "no model could be reached")
+                return EndReason.PROVIDER_ERROR
+            self._transition((CallState.CONNECTING,), CallState.LIVE)
+            if self.agent.greeting:
+                greeting = render(self.agent.greeting, self._context())
+                await self.model.request_response(
+                    f'Greet the caller now. Say exactly: "{greeting}"'
+                )
+            self._spawn(self._carrier_loop())
+            self._spawn(self._model_loop())
+            self._spawn(self._limit_timer())
+            await self._ended.wait()
+        except asyncio.CancelledError:
+            self._set_end(EndReason.SERVER_SHUTDOWN, "server shutting down")
+            raise
+        finally:
+            await self._cleanup()
+            metrics.active_calls -= 1
+        assert self.end_reason is not None
+        return self.end_reason
+
+    def _context(self) -> CallContext:
+        info = self.audio.info
+        return CallContext(
+            caller_number=info.from_number, called_number=info.to_number,
+            call_id=info.call_id, agent_name=self.agent.name, params=dict(info.parameters),
+        )
+
+    async def _open_model(self) -> ModelSession | None:
+        """The agent's model, else each fallback in turn; the record says which served."""
+        context = self._context()
+        instructions = render(self.agent.prompt, context)
+        specs = tool_specs(self.agent)
+        for model_id in [self.agent.model, *self.agent.fallback_models]:
+            try:
+                model = self.deps.catalog.model(model_id)
+                passthrough = self.agent.g711_passthrough and model.provider.g711
+                text_only = not self.agent.voice_streaming
+                setup = build_setup(
+                    self.agent, model, self.deps.settings, instructions=instructions,
+                    tools=specs, audio_format="g711_ulaw" if passthrough else "pcm16",
+                    output_modality="text" if text_only else "audio",
+                )
+                session = self.deps.open_model(model, setup)
+                await asyncio.wait_for(session.connect(), self.deps.connect_timeout)
+            except (PlatformError, TimeoutError, OSError) as exc:
+                log.warning("call %s: model %s unavailable: %s", self.call_id, model_id, exc)
+                self.deps.recorder.event(
+                    self.call_id, "model_unavailable", {"model": model_id, "error": str(exc)}
+                )
+                continue
+            self._configure_audio(session, passthrough)
+            self.model_id = model.id
+            self.deps.recorder.model_served(self.call_id, model.id)
+            return session
+        return None
+
+    def _configure_audio(self, session: ModelSession, passthrough: bool) -> None:
+        caps = session.capabilities
+        self._passthrough = passthrough
+        if passthrough:
+            self._out_bytes_per_ms = 8.0
+        else:
+            self._to_model = make_resampler(8000, caps.input_rate)
+            self._to_carrier = make_resampler(caps.output_rate, 8000)
+            self._out_bytes_per_ms = caps.output_rate * 2 / 1000.0
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call %s: task failed", self.call_id, exc_info=task.exception())
+            self._set_end(EndReason.PROVIDER_ERROR, f"internal error: {task.exception()!r}")
+
+    def _set_end(self, reason: EndReason, detail: str = "") -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+            self.end_detail = detail
+        self._ended.set()
+
+    async def _finish(self, reason: EndReason, detail: str = "") -> None:
+        self._set_end(reason, detail)
+        await self._cleanup()
+
+    async def _cleanup(self) -> None:
+        if self.state is CallState.ENDED:
+            return
+        self.state = CallState.ENDED
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        reason = self.end_reason or EndReason.SERVER_SHUTDOWN
+        self._flush_pending_turns()
+        if self.model is not None:
+            with contextlib.suppress(Exception):
+                await self.model.close()
+        with contextlib.suppress(Exception):
+            await self._release_carrier(reason)
+        self.deps.recorder.call_ended(self.call_id, reason, self.end_detail)
+
+    async def _release_carrier(self, reason: EndReason) -> None:
+        if reason is EndReason.CALLER_HUNG_UP:
+            await self.audio.close()
+        elif reason is EndReason.TRANSFERRED and self._ending and self._ending.transfer_to:
+            await self.audio.transfer(self._ending.transfer_to)
+        elif reason is EndReason.PROVIDER_ERROR:
+            await self.audio.hang_up(say=APOLOGY)
+        elif reason is EndReason.SERVER_SHUTDOWN:
+            await self.audio.hang_up(say=SHUTDOWN_APOLOGY)
+        else:
+            await self.audio.hang_up()
+
+    # ------------------------------------------------------------------ carrier → model
+
+    async def _carrier_loop(self) -> None:
+        handlers = {
+            InboundAudio: self._on_inbound_audio,
+            Dtmf: self._on_dtmf,
+            MarkPlayed: self._on_mark,
+            StreamStopped: self._on_stream_stopped,
+        }
+        async for event in self.audio.events():
+            await handlers[type(event)](event)
+            if self._ended.is_set():
+                return
+        self._set_end(EndReason.CALLER_HUNG_UP, "stream closed")
+
+    async def _on_inbound_audio(self, frame: InboundAudio) -> None:
+        assert self.model is not None
+        if self._passthrough:
+            await self.model.send_audio(frame.audio)
+        else:
+            await self.model.send_audio(self._to_model.process(ulaw_to_pcm16(frame.audio)))
+        if frame.received_at:
+            self.deps.metrics.inbound_ms.add((time.monotonic() - frame.received_at) * 1000.0)
+
+    async def _on_dtmf(self, event: Dtmf) -> None:
+        assert self.model is not None
+        self.deps.recorder.event(self.call_id, "dtmf", {"digit": event.digit})
+        await self.model.send_text(f"(The caller pressed {event.digit} on the keypad.)")
+
+    async def _on_mark(self, event: MarkPlayed) -> None:
+        item = self.playback.mark_played(event.name)
+        if item is not None and item.done and item.played_ms >= item.sent_ms - 0.5:
+            self._record_assistant(item.item_id)
+
+    async def _on_stream_stopped(self, _: StreamStopped) -> None:
+        if self._ending and self._ending.reason is EndReason.TRANSFERRED:
+            self._set_end(EndReason.TRANSFERRED, "stream ended by transfer")
+        else:
+            self._set_end(EndReason.CALLER_HUNG_UP, "caller hung up")
+
+    # ------------------------------------------------------------------ model → carrier
+
+    async def _model_loop(self) -> None:
+        assert self.model is not None
+        handlers = {
+            AudioDelta: self._on_audio_delta,
+            AudioDone: self._on_audio_done,
+            Transcript: self._on_transcript,
+            SpeechStarted: self._on_speech_started,
+            SpeechStopped: self._on_speech_stopped,
+            ToolCall: self._on_tool_call,
+            ResponseDone: self._on_response_done,
+            SessionNotice: self._on_notice,
+            SessionError: self._on_error,
+        }
+        async for event in self.model.events():
+            await handlers[type(event)](event)
+            if self._ended.is_set():
+                return
+        self._set_end(EndReason.PROVIDER_ERROR, "model session ended")
+
+    async def _on_audio_delta(self, event: AudioDelta) -> None:
+        received = event.received_at or time.monotonic()
+        if event.item_id not in self.playback.items:
+            self._start_of_answer(event.item_id, received)
+        if self._passthrough:
+            ulaw = event.audio
+        else:
+            ulaw = pcm16_to_ulaw(self._to_carrier.process(event.audio))
+        mark = self.playback.sent(event.item_id, len(event.audio) / self._out_bytes_per_ms)
+        await self.audio.send_audio(ulaw)
+        await self.audio.send_mark(mark)
+        self.deps.metrics.outbound_ms.add((time.monotonic() - received) * 1000.0)
+
+    def _start_of_answer(self, item_id: str, now: float) -> None:
+        if self._speech_stopped_at is not None:
+            self._turn_latency[item_id] = (now - self._speech_stopped_at) * 1000.0
+            self._speech_stopped_at = None
+
+    async def _on_audio_done(self, event: AudioDone) -> None:
+        item = self.playback.items.get(event.item_id)
+        if item is not None:
+            item.done = True
+
+    async def _on_speech_started(self, event: SpeechStarted) -> None:
+        """Barge-in: stop the carrier's playback at once, then tell the model what was heard."""
+        started = time.monotonic()
+        item = self.playback.current
+        if item is None or not self.playback.playing(started):
+            return
+        await self.audio.clear()
+        self.deps.metrics.barge_in_ms.add((time.monotonic() - started) * 1000.0)
+        heard = self.playback.heard_ms(item.item_id, started)
+        self._heard_fraction[item.item_id] = heard / item.sent_ms if item.sent_ms else 0.0
+        self.playback.cleared()
+        if self._to_carrier is not None:
+            self._to_carrier.reset()
+        assert self.model is not None
+        if self.model.capabilities.truncates:
+            self.deps.metrics.truncates += 1
+            await self.model.truncate(item.item_id, heard)
+        await self.model.cancel_response()
+        self.deps.recorder.event(
+            self.call_id, "barge_in", {"item_id": item.item_id, "heard_ms": heard,
+                                       "sent_ms": round(item.sent_ms)},
+        )
+        if item.item_id in self._pending_assistant:
+            self._record_assistant(item.item_id)
+
+    async def _on_speech_stopped(self, _: SpeechStopped) -> None:
+        self._speech_stopped_at = time.monotonic()
+
+    async def _on_transcript(self, event: Transcript) -> None:
+        if not event.final or not event.text.strip():
+            return
+        if event.role == "user":
+            self.deps.recorder.turn(self.call_id, "user", event.text)
+            return
+        self._pending_assistant[event.item_id] = _PendingTurn(
+            event.text, self._turn_latency.pop(event.item_id, None)
+        )
+        item = self.playback.items.get(event.item_id)
+        finished = item is None or (item.done and item.played_ms >= item.sent_ms - 0.5)
+        if event.item_id in self._heard_fraction or finished:
+            self._record_assistant(event.item_id)
+
+    def _record_assistant(self, item_id: str) -> None:
+        pending = self._pending_assistant.pop(item_id, None)
+        if pending is None:
+            return
+        fraction = self._heard_fraction.pop(item_id, None)
+        text = pending.text if fraction is None else _cut_to_fraction(pending.text, fraction)
+        self.deps.recorder.turn(
+            self.call_id, "assistant", text, interrupted=fraction is not None,
+            latency_ms=pending.latency_ms,
+        )
+
+    def _flush_pending_turns(self) -> None:
+        for item_id in list(self._pending_assistant):
+            item = self.playback.items.get(item_id)
+            if item is not None and item.played_ms < item.sent_ms - 0.5 and item.sent_ms:
+                self._heard_fraction.setdefault(item_id, self.playback.heard_ms(item_id) / item.sent_ms)
+            self._record_assistant(item_id)
+
+    async def _on_response_done(self, event: ResponseDone) -> None:
+        if event.usage is not None:
+            self.deps.recorder.usage(self.call_id, self.model_id, event.usage)
+        if self._ending is not None:
+            self._ending.response_done.set()
+
+    async def _on_notice(self, event: SessionNotice) -> None:
+        self.deps.recorder.event(self.call_id, event.kind, event.detail)
+
+    async def _on_error(self, event: SessionError) -> None:
+        self.deps.recorder.event(
+            self.call_id, "model_error",
+            {"code": event.code, "message": event.message, "fatal": event.fatal},
+        )
+        if event.fatal:
+            self._set_end(EndReason.PROVIDER_ERROR, f"{event.code}: {event.message}")
+
+    # ------------------------------------------------------------------ tools and endings
+
+    async def _on_tool_call(self, event: ToolCall) -> None:
+        self._spawn(self._run_tool(event))
+
+    async def _run_tool(self, event: ToolCall) -> None:
+        outcome = await self.tools.run(event.name, event.arguments)
+        self.deps.recorder.tool_invocation(
+            self.call_id, event.name, event.arguments, outcome.output,
+            ok=outcome.ok, duration_ms=outcome.duration_ms,
+        )
+        if isinstance(outcome.action, EndCall):
+            self._begin_ending(EndReason.AGENT_ENDED)
+        elif isinstance(outcome.action, Transfer):
+            self._begin_ending(EndReason.TRANSFERRED, outcome.action.number)
+        if self.model is not None and not self._ended.is_set():
+            await self.model.send_tool_result(event.call_id, event.name, outcome.output)
+
+    def _begin_ending(self, reason: EndReason, transfer_to: str | None = None) -> None:
+        if self._ending is not None:
+            return
+        self._ending = _Ending(reason, transfer_to)
+        self.state = CallState.ENDING
+        self.deps.recorder.event(self.call_id, "ending", {"reason": reason.value})
+        self._spawn(self._end_after_goodbye())
+
+    async def _end_after_goodbye(self) -> None:
+        """Let the goodbye be generated and heard, then end the call."""
+        assert self._ending is not None
+        deadline = time.monotonic() + GOODBYE_GRACE_SECONDS
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ending.response_done.wait(), GOODBYE_GRACE_SECONDS)
+        while not self.playback.all_played() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self._set_end(self._ending.reason)
+
+    async def _limit_timer(self) -> None:
+        await asyncio.sleep(self.agent.limits.max_call_seconds)
+        if self._ending is not None or self.model is None:
+            return
+        self.deps.recorder.event(self.call_id, "limit_reached",
+                                 {"max_call_seconds": self.agent.limits.max_call_seconds})
+        self._begin_ending(EndReason.LIMIT_REACHED)
+        await self.model.request_response(
+            "The call has reached its time limit. Say a short, polite goodbye now."
+        )
+
+
+def _cut_to_fraction(text: str, fraction: float) -> str:
+    """The first ``fraction`` of ``text``, cut at a word boundary: what was heard."""
+    if fraction >= 1.0:
+        return text
+    cut = int(len(text) * max(0.0, fraction))
+    space = text.rfind(" ", 0, cut + 1)
+    return (text[: space if space > 0 else cut]).rstrip() + " …"
