@@ -1,0 +1,98 @@
+"""The command line: ``agentplatform serve | agents list|validate | call | bench``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agentplatform.app import create_app
+    from agentplatform.config import get_settings
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=args.host or settings.host,
+                port=args.port or settings.port, log_level=settings.log_level,
+                ws_max_size=1 << 20)
+    return 0
+
+
+def _agents(args: argparse.Namespace) -> int:
+    from agentplatform.agents.commands import list_agents, validate_all
+    from agentplatform.agents.store import AgentStore
+    from agentplatform.catalog import load_catalog
+    from agentplatform.config import get_settings
+
+    settings = get_settings()
+    directory = Path(args.dir) if args.dir else settings.agents_dir
+    if args.agents_command == "list":
+        print(list_agents(AgentStore(directory, load_catalog(), settings)))
+        return 0
+    code, report = validate_all(directory, load_catalog(), settings)
+    print(report)
+    return code
+
+
+def _call(args: argparse.Namespace) -> int:
+    from agentplatform.testing.call_runner import run_call_command
+
+    return asyncio.run(run_call_command(args))
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from agentplatform.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentplatform",
+                                     description="Answer phone calls with realtime speech models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_serve)
+
+    agents = sub.add_parser("agents", help="list or validate the agent files")
+    agents.add_argument("agents_command", choices=["list", "validate"])
+    agents.add_argument("--dir", help="agents folder (default: AGENTS_DIR or agents/)")
+    agents.set_defaults(func=_agents)
+
+    call = sub.add_parser("call", help="place a simulated phone call through the real protocol")
+    call.add_argument("agent")
+    call.add_argument("--audio", help="WAV the caller says (default: a synthetic utterance)")
+    call.add_argument("--out", help="write what the caller heard to this WAV")
+    call.add_argument("--url", help="a running server (default: start one in-process)")
+    call.add_argument("--simulated-model", action="store_true",
+                      help="in-process server talks to the bundled OpenAI Realtime simulator")
+    call.add_argument("--turns", type=int, default=2, help="how many times the caller speaks")
+    call.add_argument("--auth-token", help="Twilio auth token to sign the webhook with")
+    call.set_defaults(func=_call)
+
+    bench = sub.add_parser("bench", help="load benchmark: N simulated calls against a server process")
+    bench.add_argument("--calls", type=int, nargs="*", default=None,
+                       help="concurrent call counts to measure (default: 10 100 200 400)")
+    bench.add_argument("--seconds", type=float, default=12.0, help="length of each run")
+    bench.add_argument("--providers", nargs="*", default=None,
+                       help="providers to measure (default: openai and every other simulator)")
+    bench.add_argument("--out", default="bench-results/bench.json")
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

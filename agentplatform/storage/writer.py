@@ -1,0 +1,460 @@
+"""The call-record writer: a ``CallRecorder`` that never makes its caller wait.
+
+The bridge reports a call from the audio path, where a slow disk or a busy
+database must cost nothing. So every recording method only stamps the time,
+wraps its arguments in a small command and puts it on a queue, and returns. One
+background thread takes commands in order and applies whatever has piled up in a
+single short transaction: one commit for a burst of transcript turns instead of
+one each.
+
+Faults stay inside the writer. If a batch fails, it is rolled back and replayed
+one command per transaction, so one bad command (a dropped table, a duplicate id)
+loses only itself; the error is logged and the thread carries on with the next
+batch. Nothing raises back into the bridge.
+
+Only the writer thread touches the database session and the per-call bookkeeping
+(next transcript seq, calls this process opened), so none of it needs a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, update
+from sqlmodel import Session, select
+
+from agentplatform.catalog import Catalog
+from agentplatform.errors import CatalogError
+from agentplatform.realtime.base import Usage
+from agentplatform.records import CallStart, EndReason
+from agentplatform.storage.models import Call, CallEvent, ToolInvocation, Turn, utcnow
+from agentplatform.storage.pricing import cost_usd
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH = 500
+_ID_CHUNK = 500  # ids per IN (...) clause when closing many calls at once
+
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class _CallStarted:
+    start: CallStart
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _TurnAdded:
+    call_id: str
+    role: str
+    text: str
+    interrupted: bool
+    latency_ms: float | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _ToolInvoked:
+    call_id: str
+    name: str
+    arguments: str
+    result: str
+    ok: bool
+    duration_ms: float
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _EventAdded:
+    call_id: str
+    kind: str
+    detail: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _UsageAdded:
+    call_id: str
+    model: str
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelServed:
+    call_id: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class _CallEnded:
+    call_id: str
+    reason: EndReason
+    detail: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _ClosedByCarrier:
+    carrier_call_id: str
+    reason: EndReason
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _CloseOpenCalls:
+    reason: EndReason
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Barrier:
+    """Not a write: ``release`` runs once everything queued before it is committed."""
+
+    release: Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    pass
+
+
+_Write = (
+    _CallStarted | _TurnAdded | _ToolInvoked | _EventAdded | _UsageAdded | _ModelServed
+    | _CallEnded | _ClosedByCarrier | _CloseOpenCalls
+)
+_Command = _Write | _Barrier | _Stop
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters for a status page: commands waiting, written, and lost to errors."""
+
+    queued: int = 0
+    applied: int = 0
+    failed: int = 0
+
+
+# ---------------------------------------------------------------- the writer
+
+
+class CallWriter:
+    """Queue-backed ``CallRecorder`` over a SQLAlchemy engine.
+
+    ``start()`` the thread, record freely, then ``await stop()`` (or ``close()``
+    from sync code) to write what is queued. The thread is a daemon so a process
+    that exits without closing does not hang; what was still queued is lost then.
+    """
+
+    def __init__(
+        self, engine: Engine, *, catalog: Catalog | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        self._engine = engine
+        self._catalog = catalog
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Command] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._applied = 0
+        self._failed = 0
+        # Writer-thread state.
+        self._next_seq: dict[str, int] = {}
+        self._open: set[str] = set()  # calls this process started and has not seen closed
+        self._closed_in_tx: list[str] = []  # forgotten only once their close commits
+        self._unpriced: set[str] = set()
+        self._handlers: dict[type, Callable[[Session, Any], None]] = {
+            _CallStarted: self._on_call_started,
+            _TurnAdded: self._on_turn,
+            _ToolInvoked: self._on_tool,
+            _EventAdded: self._on_event,
+            _UsageAdded: self._on_usage,
+            _ModelServed: self._on_model_served,
+            _CallEnded: self._on_call_ended,
+            _ClosedByCarrier: self._on_closed_by_carrier,
+            _CloseOpenCalls: self._on_close_open_calls,
+        }
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("CallWriter already started")
+        self._thread = threading.Thread(target=self._run, name="call-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._closed
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Stop taking commands, write everything queued, end the thread.
+
+        Returns False if the queue was not drained within ``timeout`` seconds.
+        """
+        if not self._closed:
+            self._closed = True
+            if self._thread is None:
+                self.start()  # never started: still write what was queued
+            self._queue.put(_Stop())
+        assert self._thread is not None
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    async def stop(self, timeout: float | None = 10.0) -> bool:
+        """``close`` without blocking the event loop."""
+        return await asyncio.to_thread(self.close, timeout)
+
+    async def flush(self) -> None:
+        """Wait until everything queued before this call is committed (or failed)."""
+        if not self.running:
+            raise RuntimeError("CallWriter is not running; call start() first")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def release() -> None:
+            loop.call_soon_threadsafe(_resolve, done)
+
+        self._queue.put(_Barrier(release))
+        await done
+
+    def stats(self) -> WriterStats:
+        return WriterStats(queued=self._queue.qsize(), applied=self._applied, failed=self._failed)
+
+    # ------------------------------------------------------------ CallRecorder
+
+    def call_started(self, start: CallStart) -> None:
+        self._put(_CallStarted(replace(start, parameters=dict(start.parameters)), utcnow()))
+
+    def turn(
+        self, call_id: str, role: str, text: str, *, interrupted: bool = False,
+        latency_ms: float | None = None,
+    ) -> None:
+        self._put(_TurnAdded(call_id, role, text, interrupted, latency_ms, utcnow()))
+
+    def tool_invocation(
+        self, call_id: str, name: str, arguments: str, result: str, *, ok: bool,
+        duration_ms: float,
+    ) -> None:
+        self._put(_ToolInvoked(call_id, name, arguments, result, ok, duration_ms, utcnow()))
+
+    def event(self, call_id: str, kind: str, detail: dict[str, Any] | None = None) -> None:
+        self._put(_EventAdded(call_id, kind, dict(detail or {}), utcnow()))
+
+    def usage(self, call_id: str, model: str, usage: Usage) -> None:
+        # Copy: the caller may keep accumulating into the same Usage object.
+        self._put(_UsageAdded(call_id, model, replace(usage)))
+
+    def model_served(self, call_id: str, model: str) -> None:
+        self._put(_ModelServed(call_id, model))
+
+    def call_ended(self, call_id: str, reason: EndReason, detail: str = "") -> None:
+        self._put(_CallEnded(call_id, reason, detail, utcnow()))
+
+    def close_by_carrier_id(self, carrier_call_id: str, reason: EndReason) -> None:
+        self._put(_ClosedByCarrier(carrier_call_id, reason, utcnow()))
+
+    def close_open_calls(self, reason: EndReason = EndReason.SERVER_SHUTDOWN) -> None:
+        """Close every call this process started that is still open (server shutdown)."""
+        self._put(_CloseOpenCalls(reason, utcnow()))
+
+    def _put(self, command: _Command) -> None:
+        if self._closed:
+            log.warning("call writer is closed; dropped %s", type(command).__name__)
+            return
+        self._queue.put(command)
+
+    # ------------------------------------------------------------ the thread
+
+    def _run(self) -> None:
+        while True:
+            pending: list[_Write] = []
+            for command in self._take_batch():
+                if isinstance(command, _Barrier | _Stop):
+                    self._apply(pending)
+                    pending = []
+                    if isinstance(command, _Stop):
+                        return
+                    _call_quietly(command.release)
+                else:
+                    pending.append(command)
+            self._apply(pending)
+
+    def _take_batch(self) -> Iterator[_Command]:
+        yield self._queue.get()
+        for _ in range(self._max_batch - 1):
+            try:
+                yield self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _apply(self, batch: list[_Write]) -> None:
+        if not batch:
+            return
+        self._closed_in_tx = []
+        try:
+            with Session(self._engine) as session:
+                for command in batch:
+                    self._handlers[type(command)](session, command)
+                session.commit()
+        except Exception as exc:
+            # Per-call counters may have advanced for writes that were rolled back.
+            self._next_seq.clear()
+            if len(batch) > 1:
+                log.warning("call-record batch of %d failed (%s); retrying one by one",
+                            len(batch), exc)
+                for command in batch:
+                    self._apply([command])
+                return
+            self._failed += 1
+            log.error("call-record write %s failed: %s", _describe(batch[0]), exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            return
+        self._applied += len(batch)
+        for call_id in self._closed_in_tx:
+            self._open.discard(call_id)
+            self._next_seq.pop(call_id, None)
+
+    # ------------------------------------------------------------ handlers
+
+    def _on_call_started(self, session: Session, cmd: _CallStarted) -> None:
+        s = cmd.start
+        session.add(Call(
+            id=s.call_id, carrier_call_id=s.carrier_call_id, carrier=s.carrier, agent=s.agent,
+            model=s.model, requested_model=s.model, from_number=s.from_number,
+            to_number=s.to_number, parameters=s.parameters, started_at=cmd.at,
+        ))
+        self._open.add(s.call_id)
+        self._next_seq[s.call_id] = 1
+
+    def _on_turn(self, session: Session, cmd: _TurnAdded) -> None:
+        session.add(Turn(
+            call_id=cmd.call_id, seq=self._take_seq(session, cmd.call_id), role=cmd.role,
+            text=cmd.text, interrupted=cmd.interrupted, latency_ms=cmd.latency_ms,
+            created_at=cmd.at,
+        ))
+
+    def _on_tool(self, session: Session, cmd: _ToolInvoked) -> None:
+        session.add(ToolInvocation(
+            call_id=cmd.call_id, name=cmd.name, arguments=cmd.arguments, result=cmd.result,
+            ok=cmd.ok, duration_ms=cmd.duration_ms, created_at=cmd.at,
+        ))
+
+    def _on_event(self, session: Session, cmd: _EventAdded) -> None:
+        session.add(CallEvent(call_id=cmd.call_id, kind=cmd.kind, detail=cmd.detail,
+                              created_at=cmd.at))
+
+    def _on_usage(self, session: Session, cmd: _UsageAdded) -> None:
+        u = cmd.usage
+        # Priced per report with the model that produced it, so a mid-call fallback
+        # to a model with other prices is billed right for each part.
+        result = session.exec(update(Call).where(Call.id == cmd.call_id).values(
+            input_text_tokens=Call.input_text_tokens + u.input_text,
+            input_audio_tokens=Call.input_audio_tokens + u.input_audio,
+            input_cached_tokens=Call.input_cached_tokens + u.input_cached,
+            output_text_tokens=Call.output_text_tokens + u.output_text,
+            output_audio_tokens=Call.output_audio_tokens + u.output_audio,
+            cost_usd=Call.cost_usd + self._price(cmd.model, u),
+        ))
+        if result.rowcount == 0:
+            log.warning("usage for unknown call %s dropped", cmd.call_id)
+
+    def _on_model_served(self, session: Session, cmd: _ModelServed) -> None:
+        session.exec(update(Call).where(Call.id == cmd.call_id).values(model=cmd.model))
+
+    def _on_call_ended(self, session: Session, cmd: _CallEnded) -> None:
+        row = session.exec(
+            select(Call.id, Call.started_at, Call.model, Call.ended_at)
+            .where(Call.id == cmd.call_id)
+        ).first()
+        if row is None:
+            log.warning("call_ended for unknown call %s", cmd.call_id)
+            self._closed_in_tx.append(cmd.call_id)
+        elif row.ended_at is not None:
+            log.debug("call %s already closed; keeping its first end reason", cmd.call_id)
+            self._closed_in_tx.append(cmd.call_id)
+        else:
+            self._close(session, row, cmd.reason, cmd.detail, cmd.at)
+
+    def _on_closed_by_carrier(self, session: Session, cmd: _ClosedByCarrier) -> None:
+        rows = session.exec(
+            select(Call.id, Call.started_at, Call.model, Call.ended_at)
+            .where(Call.carrier_call_id == cmd.carrier_call_id, Call.ended_at.is_(None))
+        ).all()
+        for row in rows:
+            log.info("closing call %s from the carrier's status (%s)", row.id, cmd.reason)
+            self._close(session, row, cmd.reason, "closed by carrier status", cmd.at)
+
+    def _on_close_open_calls(self, session: Session, cmd: _CloseOpenCalls) -> None:
+        ids = sorted(self._open)
+        for i in range(0, len(ids), _ID_CHUNK):
+            rows = session.exec(
+                select(Call.id, Call.started_at, Call.model, Call.ended_at)
+                .where(Call.id.in_(ids[i:i + _ID_CHUNK]), Call.ended_at.is_(None))
+            ).all()
+            for row in rows:
+                self._close(session, row, cmd.reason, "", cmd.at)
+        # Calls already closed elsewhere need no row change, only forgetting.
+        self._closed_in_tx.extend(ids)
+
+    # ------------------------------------------------------------ helpers
+
+    def _close(
+        self, session: Session, row: Any, reason: EndReason, detail: str, at: datetime
+    ) -> None:
+        duration = max((at - row.started_at).total_seconds(), 0.0)
+        # Duration-billed models (per_minute) are priced once the length is known.
+        duration_cost = self._price(row.model, Usage(), audio_seconds=duration)
+        # ``ended_at IS NULL`` in the UPDATE keeps the first reason even when another
+        # process (a status callback) closes the same call at the same moment.
+        session.exec(
+            update(Call).where(Call.id == row.id, Call.ended_at.is_(None)).values(
+                ended_at=at, end_reason=str(reason), end_detail=detail,
+                duration_seconds=duration, cost_usd=Call.cost_usd + duration_cost,
+            )
+        )
+        self._closed_in_tx.append(row.id)
+
+    def _take_seq(self, session: Session, call_id: str) -> int:
+        seq = self._next_seq.get(call_id)
+        if seq is None:  # not started here, or forgotten after a failed batch
+            last = session.exec(select(func.max(Turn.seq)).where(Turn.call_id == call_id)).one()
+            seq = (last or 0) + 1
+        self._next_seq[call_id] = seq + 1
+        return seq
+
+    def _price(self, model: str, usage: Usage, *, audio_seconds: float = 0.0) -> float:
+        try:
+            return cost_usd(model, usage, audio_seconds=audio_seconds, catalog=self._catalog)
+        except CatalogError:
+            if model not in self._unpriced:
+                self._unpriced.add(model)
+                log.warning("no prices for model %r; its cost is recorded as 0", model)
+            return 0.0
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _call_quietly(release: Callable[[], None]) -> None:
+    try:
+        release()
+    except RuntimeError:  # the waiting loop has closed; nobody is waiting any more
+        log.debug("flush waiter gone")
+
+
+def _describe(command: _Write) -> str:
+    call = getattr(command, "call_id", None) or getattr(command, "carrier_call_id", None)
+    if isinstance(command, _CallStarted):
+        call = command.start.call_id
+    return f"{type(command).__name__}({call or ''})"

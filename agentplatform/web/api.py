@@ -1,0 +1,60 @@
+"""The REST API: health, agents, calls with their transcripts, live bridge metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, HTTPException, Request
+
+from agentplatform.storage import queries
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> dict[str, object]:
+    platform = request.app.state.platform
+    return {"status": "ok", "active_calls": len(platform.calls),
+            "agents": len(platform.store.agents)}
+
+
+@router.get("/api/agents")
+async def list_agents(request: Request) -> dict[str, object]:
+    store = request.app.state.platform.store
+    store.refresh()
+    return {
+        "agents": [
+            {"name": a.name, "model": a.spec.model, "voice": a.spec.voice,
+             "phone_numbers": a.spec.phone_numbers, "description": a.spec.description,
+             "warnings": [str(i) for i in a.issues]}
+            for a in store.agents.values()
+        ],
+        "problems": {file: [str(i) for i in issues] for file, issues in store.problems.items()},
+    }
+
+
+@router.get("/api/calls")
+async def list_calls(request: Request, limit: int = 50, offset: int = 0,
+                     agent: str | None = None) -> dict[str, object]:
+    engine = request.app.state.engine
+    calls = await asyncio.to_thread(queries.list_calls, engine, limit, offset, agent)
+    return {"calls": [c.model_dump(mode="json") for c in calls]}
+
+
+@router.get("/api/calls/{call_id}")
+async def get_call(request: Request, call_id: str) -> dict[str, object]:
+    detail = await asyncio.to_thread(queries.get_call, request.app.state.engine, call_id)
+    if detail is None:
+        raise HTTPException(status_code=404, detail=f"no call {call_id}")
+    return detail.model_dump(mode="json")
+
+
+@router.get("/debug/metrics")
+async def metrics(request: Request) -> dict[str, object]:
+    return request.app.state.metrics.snapshot()
+
+
+@router.post("/debug/metrics/reset")
+async def reset_metrics(request: Request) -> dict[str, str]:
+    request.app.state.metrics.reset()
+    return {"status": "reset"}
