@@ -6,9 +6,11 @@ Shape only; cross-field checks that need the catalog or other agents live in
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
@@ -65,6 +67,29 @@ class TransferCallTool(_Section):
 Tool = WebhookTool | EndCallTool | TransferCallTool
 
 
+def _json_object(value: Any) -> Any:
+    """Accept an advanced block written as a JSON string as well as a YAML mapping.
+
+    Admins often paste a provider's JSON example verbatim; decoding it here means
+    every reader of the spec sees a dict, and bad JSON fails with its position.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    if not isinstance(decoded, dict):
+        raise ValueError(f"must be a JSON object, got JSON {type(decoded).__name__}")
+    return decoded
+
+
+# A provider's advanced block: a mapping, or a JSON object given as a string.
+AdvancedBlock = Annotated[dict[str, Any], BeforeValidator(_json_object)]
+
+
 class Limits(_Section):
     max_call_seconds: int = Field(default=1800, ge=10, le=4 * 3600)
 
@@ -96,4 +121,19 @@ class AgentSpec(_Section):
     limits: Limits = Field(default_factory=Limits)
     credentials: Credentials = Field(default_factory=Credentials)
     # Provider-keyed JSON merged last into that provider's session config.
-    advanced: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    advanced: dict[str, AdvancedBlock] = Field(default_factory=dict)
+    # IANA zone for the {{local_date}}/{{local_time}} placeholders; None means UTC.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'America/New_York'"
+            ) from None
+        return value
