@@ -49,7 +49,7 @@ from agentplatform.realtime.base import (
 )
 from agentplatform.realtime.sessions import build_setup, open_session
 from agentplatform.records import CallRecorder, CallStart, EndReason
-from agentplatform.tools.registry import EndCall, ToolRunner, Transfer, tool_specs
+from agentplatform.tools import EndCall, ToolRunner, Transfer, tool_specs
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class CallDeps:
     catalog: Catalog
     recorder: CallRecorder
     http: httpx.AsyncClient
-    metrics: BridgeMetrics = METRICS
+    metrics: BridgeMetrics = field(default_factory=lambda: METRICS)
     open_model: Callable[..., ModelSession] = open_session
     connect_timeout: float = 10.0
 
@@ -162,6 +162,7 @@ class CallSession:
         return CallContext(
             caller_number=info.from_number, called_number=info.to_number,
             call_id=info.call_id, agent_name=self.agent.name, params=dict(info.parameters),
+            timezone=self.agent.timezone,
         )
 
     async def _open_model(self) -> ModelSession | None:

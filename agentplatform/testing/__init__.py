@@ -1,0 +1,1 @@
+"""Protocol-faithful simulators of the platform's peers, speaking real sockets."""
