@@ -1,0 +1,117 @@
+"""``agentplatform call``: one simulated phone call through the real protocol.
+
+The caller dials the voice webhook, streams its audio as 20 ms Media Streams frames
+in real time, and listens. Against a running server (``--url``) or an in-process one;
+with ``--simulated-model`` the in-process server talks to the OpenAI Realtime
+simulator, so the whole call path can be tried with no key at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from agentplatform.agents.store import AgentStore
+from agentplatform.audio.wav import read_wav, write_wav
+from agentplatform.catalog import load_catalog
+from agentplatform.config import get_settings
+from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, voice_like
+from agentplatform.testing.stack import LocalServer
+from agentplatform.testing.twilio_caller import TwilioCaller
+
+CALLER_TEXTS = ["Hi, I'd like to book an appointment.", "Monday morning works, thanks. Bye!"]
+
+
+def synthetic_utterance() -> bytes:
+    """1.2 s of voice-like sound at 8 kHz, loud enough for any VAD."""
+    return voice_like(1200, "audio/pcm")[::3]  # 24 kHz → 8 kHz is fine for a buzz this low
+
+
+async def _transcript(base_url: str, call_sid: str) -> dict | None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+        calls = (await client.get("/api/calls", params={"limit": 20})).json()["calls"]
+        for call in calls:
+            if call["carrier_call_id"] == call_sid:
+                return (await client.get(f"/api/calls/{call['id']}")).json()
+    return None
+
+
+async def place_call(base_url: str, number: str, utterance: bytes, turns: int,
+                     auth_token: str | None = None) -> tuple[TwilioCaller, list[float]]:
+    latencies: list[float] = []
+    caller = TwilioCaller(base_url, to=number, auth_token=auth_token)
+    if not await caller.dial():
+        raise SystemExit(f"no stream: the server answered {caller.webhook_status}: "
+                         f"{caller.answer.xml if caller.answer else ''}")
+    try:
+        with contextlib.suppress(TimeoutError):
+            await caller.wait_for_audio(10)
+            await caller.wait_for_silence(400, 30)
+        for _ in range(turns):
+            if caller.close_code is not None:
+                break
+            await caller.say(utterance)
+            spoke_at = time.monotonic()
+            try:
+                heard_at = await caller.wait_for_audio(15)
+            except TimeoutError:
+                break
+            latencies.append((heard_at - spoke_at) * 1000.0)
+            with contextlib.suppress(TimeoutError):
+                await caller.wait_for_silence(400, 30)
+    finally:
+        await caller.hang_up()
+    return caller, latencies
+
+
+async def run_call_command(args: argparse.Namespace) -> int:
+    utterance = read_wav(args.audio, 8000) if args.audio else synthetic_utterance()
+    settings = get_settings()
+    store = AgentStore(settings.agents_dir, load_catalog(), settings)
+    agent = store.get(args.agent)
+    if agent is None or not agent.spec.phone_numbers:
+        known = ", ".join(sorted(store.agents)) or "none"
+        print(f"no agent {args.agent!r} with a phone number in {settings.agents_dir} (agents: {known})")
+        return 2
+    number = agent.spec.phone_numbers[0]
+
+    async with contextlib.AsyncExitStack() as stack:
+        base_url = args.url
+        if not base_url:
+            overrides: dict[str, object] = {}
+            if args.simulated_model:
+                sim = await stack.enter_async_context(
+                    OpenAIRealtimeServer(pace=1.0, reply_ms=1500, record=False,
+                                         caller_texts=CALLER_TEXTS))
+                overrides.update(openai_realtime_url=sim.url, openai_api_key=sim.api_key)
+                tmp = stack.enter_context(tempfile.TemporaryDirectory())
+                overrides["database_url"] = f"sqlite:///{Path(tmp) / 'calls.db'}"
+            server = await stack.enter_async_context(
+                LocalServer(settings.model_copy(update=overrides)))
+            base_url = server.base_url
+        caller, latencies = await place_call(base_url, number, utterance, args.turns,
+                                             args.auth_token)
+        await asyncio.sleep(0.3)  # let the server close the record
+        detail = await _transcript(base_url, caller.call_sid)
+
+    if args.out:
+        write_wav(args.out, caller.heard_pcm(), 8000)
+    print(f"call {caller.call_sid} to {args.agent} ({number})")
+    for i, ms in enumerate(latencies, 1):
+        print(f"  turn {i}: caller stopped → agent audio in {ms:.0f} ms "
+              f"(includes the model's end-of-speech silence)")
+    if detail:
+        print(f"  model {detail['model']}, ended: {detail['end_reason']}, "
+              f"cost ${detail['cost_usd'] or 0:.4f}")
+        for turn in detail["turns"]:
+            mark = " (interrupted)" if turn["interrupted"] else ""
+            print(f"  {turn['role']:>9}: {turn['text']}{mark}")
+    print(f"  heard {caller.played_ms / 1000:.1f} s of agent audio"
+          + (f", written to {args.out}" if args.out else ""))
+    return 0
