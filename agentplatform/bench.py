@@ -1,0 +1,231 @@
+"""``make bench``: N simulated phone calls against a server in another process.
+
+Method (same as the measurements in the project's performance notes): the server
+process is pinned to one core; on the other core this process runs N simulated Twilio
+callers (20 ms μ-law frames in real time, marks echoed at playback time, ``clear``
+honoured; each caller talks for 1.2 s, then talks over the agent after hearing 0.5 s of
+its answer) and the simulated model (energy VAD, a 1.5 s reply streamed in real time).
+Latencies are measured inside the server on its monotonic clock (frame received →
+frame sent, each way; speech start received → ``clear`` sent), and read over HTTP.
+Figures are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, voice_like
+from agentplatform.testing.twilio_caller import TwilioCaller
+
+NUMBER = "+15555550100"
+AGENT = """\
+name: bench
+model: openai/gpt-realtime
+prompt: You are a benchmark agent.
+greeting: Hello, this is the benchmark line.
+phone_numbers: ["+15555550100"]
+"""
+SPEECH = voice_like(1200, "audio/pcm")[::3]  # 1.2 s at 8 kHz
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def _pin(cpu: int) -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        if len(os.sched_getaffinity(0)) > 1:
+            os.sched_setaffinity(0, {cpu})
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    base_url: str
+
+
+async def start_server(env_overrides: dict[str, str], workdir: Path) -> ServerProcess:
+    port = _free_port()
+    env = {**os.environ, **env_overrides, "LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentplatform.cli", "serve", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, cwd=workdir, preexec_fn=lambda: _pin(0),
+        stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as client:
+        for _ in range(200):
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(base_url + "/healthz")).status_code == 200:
+                    return ServerProcess(proc, base_url)
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(workdir / 'server.log').read_text()}")
+            await asyncio.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+async def _one_caller(base_url: str, stop_at: float, delay: float, stats: dict[str, int]) -> None:
+    await asyncio.sleep(delay)
+    caller = TwilioCaller(base_url, to=NUMBER)
+    if not await caller.dial():
+        stats["failed"] += 1
+        return
+    stats["connected"] += 1
+    try:
+        with contextlib.suppress(TimeoutError):
+            await caller.wait_for_audio(10)
+        while time.monotonic() < stop_at and caller.close_code is None:
+            await asyncio.sleep(0.5)  # hear half a second of the answer...
+            await caller.say(SPEECH)  # ...then talk over it
+            with contextlib.suppress(TimeoutError):
+                await caller.wait_for_audio(6)
+        stats["barge_ins_heard"] += len(caller.clears)
+        stats["protocol_errors"] += len(caller.protocol_errors)
+    finally:
+        await caller.hang_up()
+
+
+async def _loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
+    while not stop.is_set():
+        t = time.monotonic()
+        await asyncio.sleep(0.01)
+        lags.append((time.monotonic() - t - 0.01) * 1000.0)
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    data = sorted(values)
+    return data[min(len(data) - 1, int(p / 100 * (len(data) - 1)))]
+
+
+async def run_level(calls: int, seconds: float, workdir: Path) -> dict[str, object]:
+    agents = workdir / "agents"
+    agents.mkdir(exist_ok=True)
+    (agents / "bench.yaml").write_text(AGENT)
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=1500, record=False) as sim:
+        server = await start_server({
+            "AGENTS_DIR": str(agents), "DATABASE_URL": f"sqlite:///{workdir / f'bench{calls}.db'}",
+            "OPENAI_REALTIME_URL": sim.url, "OPENAI_API_KEY": sim.api_key,
+            "TWILIO_AUTH_TOKEN": "", "PUBLIC_URL": "",
+        }, workdir)
+        pid = server.proc.pid
+        try:
+            idle_rss = _rss_mb(pid)
+            ramp = min(5.0, 0.02 * calls + 1.0)
+            stats = {"connected": 0, "failed": 0, "barge_ins_heard": 0, "protocol_errors": 0}
+            stop_at = time.monotonic() + ramp + 3.0 + seconds
+            stop = asyncio.Event()
+            lags: list[float] = []
+            lag_task = asyncio.create_task(_loop_lag(stop, lags))
+            tasks = [asyncio.create_task(_one_caller(server.base_url, stop_at, ramp * i / calls, stats))
+                     for i in range(calls)]
+            await asyncio.sleep(ramp + 3.0)  # every call up and past its greeting
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                await client.post("/debug/metrics/reset")
+                lags.clear()
+                cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+                await asyncio.sleep(seconds)
+                cpu1, t1 = _cpu_seconds(pid), time.monotonic()
+                metrics = (await client.get("/debug/metrics")).json()
+            rss = _rss_mb(pid)
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await lag_task
+        finally:
+            server.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.proc.wait(10)
+    window = t1 - t0
+    call_seconds = max(1e-9, metrics["active_calls"] * window)
+    return {
+        "calls": calls,
+        "connected": stats["connected"],
+        "failed": stats["failed"],
+        "active_in_window": metrics["active_calls"],
+        "server_cpu_percent": round(100 * (cpu1 - cpu0) / window, 1),
+        "cpu_ms_per_call_second": round(1000 * (cpu1 - cpu0) / call_seconds, 3),
+        "cpu_seconds_per_call_minute": round(60 * (cpu1 - cpu0) / call_seconds, 3),
+        "memory_mb_per_call": round(max(0.0, rss - idle_rss) / max(1, calls), 3),
+        "inbound_ms": metrics["inbound_ms"],
+        "outbound_ms": metrics["outbound_ms"],
+        "barge_in_ms": metrics["barge_in_ms"],
+        "truncates": metrics["truncates"],
+        "barge_ins_heard_by_callers": stats["barge_ins_heard"],
+        "caller_protocol_errors": stats["protocol_errors"],
+        "load_generator_lag_p99_ms": round(_pct(lags, 99), 2),
+    }
+
+
+def _table(results: list[dict[str, object]]) -> str:
+    head = (f"{'calls':>6} {'cpu%':>6} {'ms cpu/call-s':>13} {'MB/call':>8} "
+            f"{'in p50/p99 ms':>15} {'out p50/p99 ms':>15} {'barge-in p50/p99':>17} {'gen lag p99':>11}")
+    rows = [head]
+    for r in results:
+        i, o, b = r["inbound_ms"], r["outbound_ms"], r["barge_in_ms"]
+        rows.append(
+            f"{r['calls']:>6} {r['server_cpu_percent']:>6} {r['cpu_ms_per_call_second']:>13} "
+            f"{r['memory_mb_per_call']:>8} {i['p50']:>7.3f}/{i['p99']:<7.3f} "
+            f"{o['p50']:>7.3f}/{o['p99']:<7.3f} {b['p50']:>8.3f}/{b['p99']:<8.3f} "
+            f"{r['load_generator_lag_p99_ms']:>11}"
+        )
+    return "\n".join(rows)
+
+
+async def _run(levels: list[int], seconds: float) -> list[dict[str, object]]:
+    _pin(1)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for calls in levels:
+            print(f"-- {calls} calls, {seconds:.0f} s window ...", flush=True)
+            results.append(await run_level(calls, seconds, Path(tmp)))
+            print(_table(results[-1:]).splitlines()[1], flush=True)
+    return results
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    levels = args.calls or [10, 100, 200, 400]
+    results = asyncio.run(_run(levels, args.seconds))
+    sustained = [r["calls"] for r in results
+                 if r["inbound_ms"]["p99"] < 10 and r["outbound_ms"]["p99"] < 10
+                 and r["failed"] == 0 and r["load_generator_lag_p99_ms"] < 20]
+    summary = {"results": results, "max_calls_with_p99_under_10ms": max(sustained, default=0),
+               "cores": os.cpu_count()}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    print()
+    print(_table(results))
+    print(f"\nmost calls with p99 < 10 ms each way (load generator keeping up): "
+          f"{summary['max_calls_with_p99_under_10ms']}")
+    print(f"written to {out}")
+    return 0

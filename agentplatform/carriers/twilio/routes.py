@@ -1,0 +1,134 @@
+"""Twilio's HTTP and WebSocket endpoints: voice webhook, media stream, status callback.
+
+The voice webhook answers TwiML that connects the call to ``/twilio/media`` with
+a token minted for that CallSid; after ``</Connect>`` comes ``<Hangup/>``, so
+closing the stream from our side ends the call. The routes know nothing of
+models: ``handle_call`` gets an authenticated ``TwilioCallAudio`` and does the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request, Response, WebSocket
+from starlette.datastructures import FormData
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from agentplatform.carriers.twilio import signature
+from agentplatform.carriers.twilio.control import TwilioCallControl
+from agentplatform.carriers.twilio.stream import POLICY_VIOLATION, TOKEN_PARAMETER, TwilioCallAudio
+from agentplatform.carriers.twilio.tokens import StreamTokens
+from agentplatform.config import Settings
+from agentplatform.errors import CarrierError
+
+log = logging.getLogger(__name__)
+
+VOICE_PATH = "/twilio/voice"
+MEDIA_PATH = "/twilio/media"
+STATUS_PATH = "/twilio/status"
+XML = "application/xml"
+UNKNOWN_NUMBER_MESSAGE = "Sorry, this number is not in service. Goodbye."
+
+
+def stream_url(settings: Settings, host_header: str) -> str:
+    """``wss://PUBLIC_HOST/twilio/media``: from ``public_url`` when set, else the Host header."""
+    if settings.public_url:
+        base = urlsplit(settings.public_url)
+        return f"wss://{base.netloc}{base.path.rstrip('/')}{MEDIA_PATH}"
+    return f"wss://{host_header}{MEDIA_PATH}"
+
+
+def connect_twiml(url: str, parameters: dict[str, str]) -> str:
+    """``<Connect><Stream url>`` with the parameters, then ``<Hangup/>``."""
+    response = VoiceResponse()
+    connect = Connect()
+    stream = connect.stream(url=url)
+    for name, value in parameters.items():
+        stream.parameter(name=name, value=value)
+    response.append(connect)
+    response.hangup()
+    return str(response)
+
+
+def unknown_number_twiml() -> str:
+    response = VoiceResponse()
+    response.say(UNKNOWN_NUMBER_MESSAGE)
+    response.hangup()
+    return str(response)
+
+
+def build_router(
+    *,
+    settings: Settings,
+    lookup_agent: Callable[[str], str | None],
+    handle_call: Callable[[TwilioCallAudio], Awaitable[None]],
+    on_call_status: Callable[[str, str], None],
+    tokens: StreamTokens | None = None,
+    control: TwilioCallControl | None = None,
+) -> APIRouter:
+    """The Twilio endpoints. ``tokens`` and ``control`` default to ones built from
+    ``settings`` (control is ``None`` without credentials)."""
+    tokens = tokens or StreamTokens.from_settings(settings)
+    if control is None:
+        control = TwilioCallControl.from_settings(settings)
+    auth_token = settings.twilio_auth_token
+    router = APIRouter()
+
+    async def signed_form(request: Request) -> FormData | None:
+        """The form, or ``None`` when the signature is required and wrong."""
+        form = await request.form()
+        if not auth_token:
+            return form
+        url = signature.public_request_url(request.url, settings.public_url)
+        if signature.is_valid(auth_token, url, form, request.headers.get(signature.SIGNATURE_HEADER)):
+            return form
+        log.warning("rejected %s: bad or missing %s", request.url.path, signature.SIGNATURE_HEADER)
+        return None
+
+    @router.post(VOICE_PATH)
+    async def voice(request: Request) -> Response:
+        form = await signed_form(request)
+        if form is None:
+            return Response(status_code=403)
+        call_sid, to = str(form.get("CallSid", "")), str(form.get("To", ""))
+        agent = lookup_agent(to)
+        if not agent or not call_sid:
+            log.info("call %s to %s: no agent answers this number", call_sid, to)
+            return Response(unknown_number_twiml(), media_type=XML)
+        token = tokens.mint(call_sid, agent, settings.stream_token_ttl_seconds)
+        params = {"agent": agent, TOKEN_PARAMETER: token, "from": str(form.get("From", "")), "to": to}
+        url = stream_url(settings, request.headers.get("host", request.url.netloc))
+        return Response(connect_twiml(url, params), media_type=XML)
+
+    @router.websocket(MEDIA_PATH)
+    async def media(websocket: WebSocket) -> None:
+        if auth_token and not signature.stream_upgrade_is_valid(auth_token, websocket, settings.public_url):
+            log.warning("rejected media stream upgrade: bad or missing %s", signature.SIGNATURE_HEADER)
+            await websocket.accept()
+            await websocket.close(code=POLICY_VIOLATION, reason="bad signature")
+            return
+        call = TwilioCallAudio(websocket, tokens=tokens, control=control)
+        try:
+            await call.accept_and_start()
+        except CarrierError:
+            return  # logged by the stream; the socket is closed, no session opened
+        try:
+            await handle_call(call)
+        except Exception:
+            log.exception("call %s: handler failed", call.info.call_id)
+        finally:
+            await call.close()
+
+    @router.post(STATUS_PATH)
+    async def status(request: Request) -> Response:
+        form = await signed_form(request)
+        if form is None:
+            return Response(status_code=403)
+        call_sid, call_status = str(form.get("CallSid", "")), str(form.get("CallStatus", ""))
+        if call_sid and call_status:
+            on_call_status(call_sid, call_status)
+        return Response(status_code=204)
+
+    return router

@@ -1,0 +1,258 @@
+"""One Twilio Media Stream, as ``CallAudio``: owns the WebSocket, nothing else.
+
+Life of a stream: ``start()`` reads ``connected`` and ``start``, checks the
+stream token against the CallSid (closing 1008 before anything else happens if
+it fails, so no model session is ever opened for an unauthenticated stream),
+then ``events()`` turns frames into carrier events until ``stop`` or the socket
+closes. A malformed frame is counted by kind and skipped; only the socket ending
+ends the stream. Sends never raise: a closed socket is logged once and the
+stream is marked closed, since the bridge learns of the end from ``events()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from enum import StrEnum
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from agentplatform.carriers.base import (
+    CallAudio, CallInfo, CarrierEvent, Dtmf, InboundAudio, MarkPlayed, StreamStopped,
+)
+from agentplatform.carriers.twilio.control import TwilioCallControl
+from agentplatform.carriers.twilio.media import (
+    Connected, DtmfDigit, Inbound, MalformedMessage, Mark, Media, Start, Stop,
+    clear_message, mark_message, media_message, parse_message,
+)
+from agentplatform.carriers.twilio.tokens import StreamTokens
+from agentplatform.errors import CarrierError, StreamAuthError
+
+log = logging.getLogger(__name__)
+
+POLICY_VIOLATION = 1008  # WebSocket close code for "you may not"
+NORMAL_CLOSURE = 1000
+TOKEN_PARAMETER = "token"
+
+
+class StreamState(StrEnum):
+    NEW = "new"
+    STARTED = "started"
+    CLOSED = "closed"
+
+
+class _SocketEnded(Exception):
+    """The peer closed the socket (internal signal, never escapes this module)."""
+
+
+class TwilioCallAudio(CallAudio):
+    """A Twilio Media Stream over a Starlette WebSocket."""
+
+    def __init__(
+        self, websocket: WebSocket, *, tokens: StreamTokens,
+        control: TwilioCallControl | None = None, start_timeout: float = 10.0,
+    ) -> None:
+        self._ws = websocket
+        self._tokens = tokens
+        self._control = control
+        self._start_timeout = start_timeout
+        self.state = StreamState.NEW
+        self.info = CallInfo(call_id="", stream_id="")
+        self.account_sid = ""
+        self.malformed_counts: Counter[str] = Counter()
+        self._send_failed = False
+        self._handlers: dict[type, Callable[[Any], CarrierEvent | None]] = {
+            Media: self._on_media,
+            Mark: self._on_mark,
+            DtmfDigit: self._on_dtmf,
+            Stop: self._on_stop,
+            Connected: self._on_unexpected,
+            Start: self._on_unexpected,
+        }
+
+    # ------------------------------------------------------------ start
+
+    @property
+    def malformed_count(self) -> int:
+        return sum(self.malformed_counts.values())
+
+    def _expect(self, state: StreamState) -> None:
+        if self.state is not state:
+            raise CarrierError(f"stream expected state {state}, got {self.state}")
+
+    async def accept_and_start(self) -> CallInfo:
+        """Accept the WebSocket upgrade, then ``start()``."""
+        await self._ws.accept()
+        return await self.start()
+
+    async def start(self) -> CallInfo:
+        """Wait for Twilio's ``start``, check the token, and return who called.
+
+        Raises ``StreamAuthError`` (socket closed 1008) for a missing or bad token,
+        ``CarrierError`` if the socket ends or stalls before ``start``."""
+        self._expect(StreamState.NEW)
+        try:
+            async with asyncio.timeout(self._start_timeout):
+                start = await self._read_until_start()
+        except (TimeoutError, _SocketEnded) as exc:
+            await self._close(POLICY_VIOLATION, "no start")
+            raise CarrierError("media stream ended or stalled before start") from exc
+        params = dict(start.custom_parameters)
+        token = params.pop(TOKEN_PARAMETER, "")
+        try:
+            if not token:
+                raise StreamAuthError("media stream carries no token")
+            agent = self._tokens.verify(token, start.call_sid)
+        except StreamAuthError as exc:
+            log.warning("rejecting media stream for call %s: %s", start.call_sid, exc)
+            await self._close(POLICY_VIOLATION, "stream token rejected")
+            raise
+        if params.get("agent", agent) != agent:
+            log.warning("call %s: agent parameter %r differs from the token's %r; using the token's",
+                        start.call_sid, params.get("agent"), agent)
+        self.account_sid = start.account_sid
+        self.info = CallInfo(
+            call_id=start.call_sid, stream_id=start.stream_sid,
+            from_number=params.get("from", ""), to_number=params.get("to", ""),
+            agent=agent, parameters=params,
+        )
+        self.state = StreamState.STARTED
+        return self.info
+
+    async def _read_until_start(self) -> Start:
+        while True:
+            msg = await self._read()
+            if isinstance(msg, Start):
+                return msg
+            if msg is not None and not isinstance(msg, Connected):
+                self._count(MalformedMessage("unexpected", f"{type(msg).__name__} before start"))
+
+    # ------------------------------------------------------------ receive
+
+    async def _read(self) -> Inbound | None:
+        """The next parsed frame; ``None`` for a skipped malformed one."""
+        try:
+            frame = await self._ws.receive()
+        except Exception as exc:  # starlette raises RuntimeError once disconnected
+            raise _SocketEnded() from exc
+        if frame["type"] == "websocket.disconnect":
+            raise _SocketEnded()
+        text = frame.get("text")
+        if text is None:
+            self._count(MalformedMessage("binary", "binary frame"))
+            return None
+        try:
+            return parse_message(text)
+        except MalformedMessage as exc:
+            self._count(exc)
+            return None
+
+    def _count(self, exc: MalformedMessage) -> None:
+        self.malformed_counts[exc.kind] += 1
+        log.debug("call %s: skipped malformed frame: %s", self.info.call_id, exc)
+
+    async def events(self) -> AsyncIterator[CarrierEvent]:
+        """Inbound audio, DTMF and mark echoes, ending with one ``StreamStopped``."""
+        self._expect(StreamState.STARTED)
+        while True:
+            try:
+                msg = await self._read()
+            except _SocketEnded:
+                self.state = StreamState.CLOSED
+                yield StreamStopped()
+                return
+            if msg is None:
+                continue
+            if getattr(msg, "stream_sid", self.info.stream_id) != self.info.stream_id:
+                self._count(MalformedMessage("stream_sid", f"frame for stream {msg.stream_sid}"))  # type: ignore[union-attr]
+                continue
+            event = self._handlers[type(msg)](msg)
+            if event is None:
+                continue
+            yield event
+            if isinstance(event, StreamStopped):
+                return
+
+    def _on_media(self, msg: Media) -> CarrierEvent | None:
+        if msg.track not in ("inbound", "inbound_track"):
+            return None
+        return InboundAudio(audio=msg.payload, timestamp_ms=msg.timestamp, received_at=time.monotonic())
+
+    def _on_mark(self, msg: Mark) -> CarrierEvent:
+        return MarkPlayed(name=msg.name)
+
+    def _on_dtmf(self, msg: DtmfDigit) -> CarrierEvent:
+        return Dtmf(digit=msg.digit)
+
+    def _on_stop(self, msg: Stop) -> CarrierEvent:
+        return StreamStopped()
+
+    def _on_unexpected(self, msg: Inbound) -> None:
+        self._count(MalformedMessage("unexpected", f"{type(msg).__name__} after start"))
+
+    # ------------------------------------------------------------ send
+
+    async def _send(self, text: str) -> None:
+        if self.state is not StreamState.STARTED or self._send_failed:
+            if self.state is StreamState.NEW:
+                raise CarrierError("stream expected state started, got new")
+            return
+        try:
+            await self._ws.send_text(text)
+        except Exception as exc:  # the socket is gone; the receive side reports the end
+            self._send_failed = True
+            log.info("call %s: media socket closed while sending (%r)", self.info.call_id, exc)
+
+    async def send_audio(self, ulaw: bytes) -> None:
+        await self._send(media_message(self.info.stream_id, ulaw))
+
+    async def send_mark(self, name: str) -> None:
+        await self._send(mark_message(self.info.stream_id, name))
+
+    async def clear(self) -> None:
+        await self._send(clear_message(self.info.stream_id))
+
+    # ------------------------------------------------------------ call control
+
+    async def hang_up(self, say: str | None = None) -> None:
+        """End the call: by REST when we can, and by closing the stream in any case
+        (the TwiML after ``</Connect>`` is ``<Hangup/>``)."""
+        if self._control is None:
+            log.warning("call %s: no Twilio credentials; ending the call by closing the stream",
+                        self.info.call_id)
+        elif self.info.call_id:
+            try:
+                await self._control.hang_up(self.info.call_id, say=say)
+            except CarrierError as exc:
+                log.warning("call %s: REST hang-up failed (%s); closing the stream", self.info.call_id, exc)
+        await self.close()
+
+    async def transfer(self, number: str) -> None:
+        """Dial ``number`` in place of the stream (Twilio then sends ``stop``).
+        Without credentials, or if Twilio refuses, the call is ended instead."""
+        if self._control is None:
+            log.warning("call %s: cannot transfer without Twilio credentials; ending the call",
+                        self.info.call_id)
+            await self.close()
+            return
+        try:
+            await self._control.transfer(self.info.call_id, number)
+        except CarrierError as exc:
+            log.warning("call %s: transfer failed (%s); ending the call", self.info.call_id, exc)
+            await self.close()
+
+    async def close(self) -> None:
+        await self._close(NORMAL_CLOSURE, "")
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.state is StreamState.CLOSED:
+            return
+        self.state = StreamState.CLOSED
+        try:
+            await self._ws.close(code=code, reason=reason or None)
+        except Exception as exc:  # already closed by the peer
+            log.debug("call %s: close after peer close (%r)", self.info.call_id, exc)
