@@ -11,7 +11,10 @@ from fastapi.templating import Jinja2Templates
 
 from agentplatform.storage import queries
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+# The templates/ folder beside the package (a source checkout), else in the working
+# directory (an installed package run from the project folder, as in the container).
+_CANDIDATES = (Path(__file__).resolve().parents[2] / "templates", Path.cwd() / "templates")
+TEMPLATES_DIR = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 router = APIRouter()
 
