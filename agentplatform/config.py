@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     aws_session_token: str = ""
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
     bedrock_endpoint_url: str = ""
+    # Extra CA certificates (PEM file) trusted for provider TLS connections: a
+    # corporate proxy, or a local simulator with a self-signed certificate.
+    provider_ca_file: str = ""
 
     # Server.
     host: str = "127.0.0.1"

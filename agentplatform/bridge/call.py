@@ -342,7 +342,9 @@ class CallSession:
         """Barge-in: stop the carrier's playback at once, then tell the model what was heard."""
         started = time.monotonic()
         item = self.playback.current
-        if item is None or not self.playback.playing(started):
+        # Clear while an answer is still coming or still queued: even when the
+        # carrier's buffer happens to be empty, audio may be in flight to it.
+        if item is None or (item.done and not self.playback.playing(started)):
             return
         await self.audio.clear()
         self.deps.metrics.barge_in_ms.add((time.monotonic() - started) * 1000.0)

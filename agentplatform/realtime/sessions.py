@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import ssl
+from functools import lru_cache
 from typing import Any
 
 from agentplatform.agents.spec import AgentSpec
@@ -77,6 +79,8 @@ def build_setup(
         name: getattr(settings, field_name, "")
         for name, field_name in provider.extra_settings.items()
     }
+    if settings.provider_ca_file:
+        extra["ssl"] = _provider_tls(settings.provider_ca_file)
     if agent.credentials.endpoint_env and "endpoint" in extra:
         extra["endpoint"] = os.environ.get(agent.credentials.endpoint_env, "") or extra["endpoint"]
     return SessionSetup(
@@ -96,6 +100,14 @@ def build_setup(
         extra=extra,
         history=list(history or []),
     )
+
+
+@lru_cache(maxsize=4)
+def _provider_tls(ca_file: str) -> ssl.SSLContext:
+    """The default trust store plus ``ca_file``; built once, shared by every call."""
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 def open_session(model: Model, setup: SessionSetup) -> ModelSession:
