@@ -1,0 +1,58 @@
+"""The same phone call served by Azure OpenAI and by xAI (OpenAI Realtime dialects)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agentplatform.audio.frames import tone
+from agentplatform.storage import queries
+from agentplatform.storage.database import make_engine
+from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
+from agentplatform.testing.stack import local_server, simulated_settings
+from agentplatform.testing.twilio_caller import TwilioCaller
+
+NUMBER = "+15555550177"
+SPEECH = tone(440, 1200, 8000, amplitude=0.4)
+
+
+def _agent(model: str, voice: str) -> str:
+    return (f"name: dialect\nmodel: {model}\nvoice: {voice}\nprompt: Be brief.\n"
+            f"greeting: Hello there.\nphone_numbers: [\"{NUMBER}\"]\n")
+
+
+@pytest.mark.parametrize(("model", "voice", "flavour", "settings_for"), [
+    ("azure/gpt-realtime", "marin", "openai",
+     lambda sim: {"azure_openai_endpoint": sim.base_url, "azure_openai_api_key": sim.api_key}),
+    ("xai/grok-voice", "eve", "xai",
+     lambda sim: {"xai_realtime_url": sim.url, "xai_api_key": sim.api_key}),
+])
+async def test_dialect_serves_a_greeting_and_a_turn(tmp_path, model, voice, flavour, settings_for):
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "dialect.yaml").write_text(_agent(model, voice))
+    database_url = f"sqlite:///{tmp_path / 'calls.db'}"
+    async with OpenAIRealtimeServer(flavour=flavour, pace=1.0, reply_ms=500,
+                                    caller_texts=["what are your hours?"]) as sim:
+        settings = simulated_settings(agents_dir=agents, database_url=database_url,
+                                      openai_api_key="", **settings_for(sim))
+        async with local_server(settings) as server:
+            async with TwilioCaller(server.base_url, to=NUMBER) as caller:
+                await caller.wait_for_audio(5)
+                await caller.wait_for_silence(300, 10)
+                await caller.say(SPEECH)
+                await caller.wait_for_audio(5)
+            async with asyncio.timeout(5):
+                while True:
+                    await server.platform.writer.flush()
+                    [call] = queries.list_calls(make_engine(database_url))
+                    if call.end_reason:
+                        break
+                    await asyncio.sleep(0.05)
+    detail = queries.get_call(make_engine(database_url), call.id)
+    assert detail.model == model
+    assert [t.text for t in detail.turns if t.role == "user"] == ["what are your hours?"]
+    voices = [s.get("voice") or s.get("audio", {}).get("output", {}).get("voice")
+              for s in sim.sessions]
+    assert voices[0] == voice
