@@ -33,11 +33,35 @@ from agentplatform.testing.twilio_caller import TwilioCaller
 NUMBER = "+15555550100"
 AGENT = """\
 name: bench
-model: openai/gpt-realtime
+model: {model}
 prompt: You are a benchmark agent.
 greeting: Hello, this is the benchmark line.
 phone_numbers: ["+15555550100"]
 """
+
+
+@contextlib.asynccontextmanager
+async def _openai_sim(workdir: Path):
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=1500, record=False) as sim:
+        yield "openai/gpt-realtime", {"OPENAI_REALTIME_URL": sim.url,
+                                      "OPENAI_API_KEY": sim.api_key}
+
+
+@contextlib.asynccontextmanager
+async def _nova_sim(workdir: Path):
+    from agentplatform.testing.nova_sonic_server import NovaSonicServer
+
+    async with NovaSonicServer(speed=1.0) as sim:
+        ca = workdir / "nova-ca.pem"
+        ca.write_bytes(sim.tls.cert_pem)
+        yield "amazon/nova-2-sonic", {
+            "BEDROCK_ENDPOINT_URL": sim.url, "AWS_ACCESS_KEY_ID": sim.access_key,
+            "AWS_SECRET_ACCESS_KEY": sim.secret_key, "AWS_REGION": sim.region,
+            "PROVIDER_CA_FILE": str(ca)}
+
+
+# provider name → simulator that yields (model id, server environment)
+SIMULATORS = {"openai": _openai_sim, "amazon": _nova_sim}
 SPEECH = voice_like(1200, "audio/pcm")[::3]  # 1.2 s at 8 kHz
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -128,15 +152,16 @@ def _pct(values: list[float], p: float) -> float:
     return data[min(len(data) - 1, int(p / 100 * (len(data) - 1)))]
 
 
-async def run_level(calls: int, seconds: float, workdir: Path) -> dict[str, object]:
+async def run_level(calls: int, seconds: float, workdir: Path,
+                    provider: str = "openai") -> dict[str, object]:
     agents = workdir / "agents"
     agents.mkdir(exist_ok=True)
-    (agents / "bench.yaml").write_text(AGENT)
-    async with OpenAIRealtimeServer(pace=1.0, reply_ms=1500, record=False) as sim:
+    async with SIMULATORS[provider](workdir) as (model, provider_env):
+        (agents / "bench.yaml").write_text(AGENT.format(model=model))
         server = await start_server({
-            "AGENTS_DIR": str(agents), "DATABASE_URL": f"sqlite:///{workdir / f'bench{calls}.db'}",
-            "OPENAI_REALTIME_URL": sim.url, "OPENAI_API_KEY": sim.api_key,
-            "TWILIO_AUTH_TOKEN": "", "PUBLIC_URL": "",
+            "AGENTS_DIR": str(agents),
+            "DATABASE_URL": f"sqlite:///{workdir / f'bench-{provider}-{calls}.db'}",
+            "TWILIO_AUTH_TOKEN": "", "PUBLIC_URL": "", **provider_env,
         }, workdir)
         pid = server.proc.pid
         try:
@@ -168,6 +193,7 @@ async def run_level(calls: int, seconds: float, workdir: Path) -> dict[str, obje
     window = t1 - t0
     call_seconds = max(1e-9, metrics["active_calls"] * window)
     return {
+        "provider": provider,
         "calls": calls,
         "connected": stats["connected"],
         "failed": stats["failed"],
@@ -187,13 +213,13 @@ async def run_level(calls: int, seconds: float, workdir: Path) -> dict[str, obje
 
 
 def _table(results: list[dict[str, object]]) -> str:
-    head = (f"{'calls':>6} {'cpu%':>6} {'ms cpu/call-s':>13} {'MB/call':>8} "
+    head = (f"{'provider':>8} {'calls':>6} {'cpu%':>6} {'ms cpu/call-s':>13} {'MB/call':>8} "
             f"{'in p50/p99 ms':>15} {'out p50/p99 ms':>15} {'barge-in p50/p99':>17} {'gen lag p99':>11}")
     rows = [head]
     for r in results:
         i, o, b = r["inbound_ms"], r["outbound_ms"], r["barge_in_ms"]
         rows.append(
-            f"{r['calls']:>6} {r['server_cpu_percent']:>6} {r['cpu_ms_per_call_second']:>13} "
+            f"{r['provider']:>8} {r['calls']:>6} {r['server_cpu_percent']:>6} {r['cpu_ms_per_call_second']:>13} "
             f"{r['memory_mb_per_call']:>8} {i['p50']:>7.3f}/{i['p99']:<7.3f} "
             f"{o['p50']:>7.3f}/{o['p99']:<7.3f} {b['p50']:>8.3f}/{b['p99']:<8.3f} "
             f"{r['load_generator_lag_p99_ms']:>11}"
@@ -201,22 +227,26 @@ def _table(results: list[dict[str, object]]) -> str:
     return "\n".join(rows)
 
 
-async def _run(levels: list[int], seconds: float) -> list[dict[str, object]]:
+async def _run(levels: list[int], seconds: float, providers: list[str],
+               provider_calls: int) -> list[dict[str, object]]:
     _pin(1)
     results = []
+    plan = [("openai", calls) for calls in levels]
+    plan += [(p, provider_calls) for p in providers if p != "openai"]
     with tempfile.TemporaryDirectory() as tmp:
-        for calls in levels:
-            print(f"-- {calls} calls, {seconds:.0f} s window ...", flush=True)
-            results.append(await run_level(calls, seconds, Path(tmp)))
+        for provider, calls in plan:
+            print(f"-- {provider}: {calls} calls, {seconds:.0f} s window ...", flush=True)
+            results.append(await run_level(calls, seconds, Path(tmp), provider))
             print(_table(results[-1:]).splitlines()[1], flush=True)
     return results
 
 
 def run_bench(args: argparse.Namespace) -> int:
     levels = args.calls or [10, 100, 200, 400]
-    results = asyncio.run(_run(levels, args.seconds))
+    providers = args.providers if args.providers is not None else list(SIMULATORS)
+    results = asyncio.run(_run(levels, args.seconds, providers, min(levels)))
     sustained = [r["calls"] for r in results
-                 if r["inbound_ms"]["p99"] < 10 and r["outbound_ms"]["p99"] < 10
+                 if r["provider"] == "openai" and r["inbound_ms"]["p99"] < 10 and r["outbound_ms"]["p99"] < 10
                  and r["failed"] == 0 and r["load_generator_lag_p99_ms"] < 20]
     summary = {"results": results, "max_calls_with_p99_under_10ms": max(sustained, default=0),
                "cores": os.cpu_count()}
