@@ -60,8 +60,21 @@ async def _nova_sim(workdir: Path):
             "PROVIDER_CA_FILE": str(ca)}
 
 
+@contextlib.asynccontextmanager
+async def _gemini_sim(workdir: Path):
+    from agentplatform.testing.gemini_live_server import GeminiLiveServer
+    from agentplatform.testing.tls import make_tls_pair
+
+    tls = make_tls_pair()
+    async with GeminiLiveServer(ssl_context=tls.server, speed=1.0) as sim:
+        ca = workdir / "gemini-ca.pem"
+        ca.write_bytes(tls.cert_pem)
+        yield "google/gemini-2.5-flash-native-audio", {
+            "GEMINI_LIVE_URL": sim.url, "GEMINI_API_KEY": sim.api_key, "PROVIDER_CA_FILE": str(ca)}
+
+
 # provider name → simulator that yields (model id, server environment)
-SIMULATORS = {"openai": _openai_sim, "amazon": _nova_sim}
+SIMULATORS = {"openai": _openai_sim, "google": _gemini_sim, "amazon": _nova_sim}
 SPEECH = voice_like(1200, "audio/pcm")[::3]  # 1.2 s at 8 kHz
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
