@@ -188,7 +188,8 @@ async def run_level(calls: int, seconds: float, workdir: Path,
             tasks = [asyncio.create_task(_one_caller(server.base_url, stop_at, ramp * i / calls, stats))
                      for i in range(calls)]
             await asyncio.sleep(ramp + 3.0)  # every call up and past its greeting
-            async with httpx.AsyncClient(base_url=server.base_url) as client:
+            # A saturated server answers slowly: give the metrics request time.
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
                 await client.post("/debug/metrics/reset")
                 lags.clear()
                 cpu0, t0 = _cpu_seconds(pid), time.monotonic()
@@ -249,13 +250,17 @@ async def _run(levels: list[int], seconds: float, providers: list[str],
     with tempfile.TemporaryDirectory() as tmp:
         for provider, calls in plan:
             print(f"-- {provider}: {calls} calls, {seconds:.0f} s window ...", flush=True)
-            results.append(await run_level(calls, seconds, Path(tmp), provider))
+            try:
+                results.append(await run_level(calls, seconds, Path(tmp), provider))
+            except Exception as exc:  # a saturated run is a result, not a crash
+                print(f"   {provider} at {calls} calls did not complete: {exc!r}", flush=True)
+                continue
             print(_table(results[-1:]).splitlines()[1], flush=True)
     return results
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    levels = args.calls or [10, 100, 200, 400]
+    levels = args.calls or [10, 50, 100]
     providers = args.providers if args.providers is not None else list(SIMULATORS)
     results = asyncio.run(_run(levels, args.seconds, providers, min(levels)))
     sustained = [r["calls"] for r in results

@@ -243,6 +243,11 @@ def _check_modality(ctx: _Ctx) -> Iterable[Issue]:
                     f"voice_streaming: false needs a model that answers in text, but "
                     f"{ctx.model.id} ({ctx.model.provider.label}) only produces audio; "
                     f"set voice_streaming: true or pick an OpenAI or Azure OpenAI model")
+    elif not ctx.spec.voice_streaming:
+        yield warning(ctx.file, "voice_streaming",
+                      "voice_streaming: false asks for the speech-to-text → text model → "
+                      "text-to-speech cascade, which this version does not have yet; phone "
+                      "calls are answered speech-to-speech by the realtime model")
 
 
 def _check_phone_numbers(ctx: _Ctx) -> Iterable[Issue]:

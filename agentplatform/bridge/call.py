@@ -174,11 +174,13 @@ class CallSession:
             try:
                 model = self.deps.catalog.model(model_id)
                 passthrough = self.agent.g711_passthrough and model.provider.g711
-                text_only = not self.agent.voice_streaming
+                # Phone calls are served speech-to-speech. The cascade that serves
+                # ``voice_streaming: false`` (STT → text model → TTS) is not built yet,
+                # so such agents are served by the realtime model's own voice for now.
                 setup = build_setup(
                     self.agent, model, self.deps.settings, instructions=instructions,
                     tools=specs, audio_format="g711_ulaw" if passthrough else "pcm16",
-                    output_modality="text" if text_only else "audio",
+                    output_modality="audio",
                 )
                 session = self.deps.open_model(model, setup)
                 await asyncio.wait_for(session.connect(), self.deps.connect_timeout)

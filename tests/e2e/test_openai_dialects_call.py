@@ -56,3 +56,33 @@ async def test_dialect_serves_a_greeting_and_a_turn(tmp_path, model, voice, flav
     voices = [s.get("voice") or s.get("audio", {}).get("output", {}).get("voice")
               for s in sim.sessions]
     assert voices[0] == voice
+
+
+async def test_fallback_model_serves_when_the_first_cannot_connect(tmp_path):
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "dialect.yaml").write_text(
+        "name: dialect\nmodel: openai/gpt-realtime\nfallback_models: [xai/grok-voice]\n"
+        f"prompt: Be brief.\ngreeting: Hello there.\nphone_numbers: [\"{NUMBER}\"]\n")
+    database_url = f"sqlite:///{tmp_path / 'calls.db'}"
+    async with OpenAIRealtimeServer(pace=1.0) as broken, \
+            OpenAIRealtimeServer(flavour="xai", pace=1.0, reply_ms=400) as xai:
+        broken.refuse_key = True
+        settings = simulated_settings(agents_dir=agents, database_url=database_url,
+                                      openai_url=broken.url, xai_realtime_url=xai.url,
+                                      xai_api_key=xai.api_key)
+        async with local_server(settings) as server:
+            async with TwilioCaller(server.base_url, to=NUMBER) as caller:
+                await caller.wait_for_audio(5)
+            async with asyncio.timeout(5):
+                while True:
+                    await server.platform.writer.flush()
+                    [call] = queries.list_calls(make_engine(database_url))
+                    if call.end_reason:
+                        break
+                    await asyncio.sleep(0.05)
+    detail = queries.get_call(make_engine(database_url), call.id)
+    assert detail.requested_model == "openai/gpt-realtime"
+    assert detail.model == "xai/grok-voice"
+    unavailable = [e for e in detail.events if e.kind == "model_unavailable"]
+    assert [e.detail["model"] for e in unavailable] == ["openai/gpt-realtime"]
