@@ -114,8 +114,10 @@ def test_voice_streaming_off_needs_a_text_model(check, model: str, voice: str) -
     assert "voice_streaming" in issue.message and model in issue.message
 
 
-def test_voice_streaming_off_is_fine_for_openai(check) -> None:
-    assert check(voice_streaming=False) == []
+def test_voice_streaming_off_on_openai_is_only_a_warning_until_the_cascade_exists(check) -> None:
+    issues = check(voice_streaming=False)
+    assert [(i.severity, i.field) for i in issues] == [("warning", "voice_streaming")]
+    assert "cascade" in issues[0].message
 
 
 # --- numbers ----------------------------------------------------------------------------
