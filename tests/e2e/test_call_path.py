@@ -16,11 +16,15 @@ SPEECH = tone(440, 1200, 8000, amplitude=0.4)
 
 
 async def closed_call(platform, server, timeout=5.0):
-    """The one call's record, once the writer has written it."""
-    await server.platform.writer.flush()
-    calls = queries.list_calls(platform.engine())
-    assert len(calls) == 1
-    return queries.get_call(platform.engine(), calls[0].id)
+    """The one call's record, once the server has closed it (hang-up is asynchronous)."""
+    engine = platform.engine()
+    async with asyncio.timeout(timeout):
+        while True:
+            await server.platform.writer.flush()
+            [call] = queries.list_calls(engine)
+            if call.end_reason is not None:
+                return queries.get_call(engine, call.id)
+            await asyncio.sleep(0.05)
 
 
 async def test_caller_hears_greeting_then_an_answer_and_the_call_is_recorded(new_platform):
