@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from agentplatform.storage import queries
 from agentplatform.storage.database import make_engine
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
 from agentplatform.testing.stack import local_server, simulated_settings
@@ -79,3 +81,14 @@ def new_platform(tmp_path):
 
 def dedent(text: str) -> str:
     return textwrap.dedent(text)
+
+
+async def closed_call_record(server, engine, timeout: float = 5.0):
+    """The one call's record, once the server has closed it (hang-up is asynchronous)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            await server.platform.writer.flush()
+            [call] = queries.list_calls(engine)
+            if call.end_reason is not None:
+                return queries.get_call(engine, call.id)
+            await asyncio.sleep(0.05)

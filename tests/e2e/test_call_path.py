@@ -6,25 +6,16 @@ import asyncio
 import json
 
 from agentplatform.audio.frames import silence, tone
-from agentplatform.storage import queries
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, ToolRule
 from agentplatform.testing.twilio_caller import TwilioCaller
 
-from .conftest import AGENT_NUMBER
+from .conftest import AGENT_NUMBER, closed_call_record
 
 SPEECH = tone(440, 1200, 8000, amplitude=0.4)
 
 
-async def closed_call(platform, server, timeout=5.0):
-    """The one call's record, once the server has closed it (hang-up is asynchronous)."""
-    engine = platform.engine()
-    async with asyncio.timeout(timeout):
-        while True:
-            await server.platform.writer.flush()
-            [call] = queries.list_calls(engine)
-            if call.end_reason is not None:
-                return queries.get_call(engine, call.id)
-            await asyncio.sleep(0.05)
+async def closed_call(platform, server):
+    return await closed_call_record(server, platform.engine())
 
 
 async def test_caller_hears_greeting_then_an_answer_and_the_call_is_recorded(new_platform):

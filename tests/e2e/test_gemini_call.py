@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from agentplatform.audio.frames import tone
-from agentplatform.storage import queries
 from agentplatform.storage.database import make_engine
 from agentplatform.testing.gemini_live_server import GeminiLiveServer, ScriptedTurn
 from agentplatform.testing.stack import local_server, simulated_settings
 from agentplatform.testing.tls import make_tls_pair
 from agentplatform.testing.twilio_caller import TwilioCaller
+
+from .conftest import closed_call_record
 
 NUMBER = "+15555550144"
 SPEECH = tone(440, 1200, 8000, amplitude=0.4)
@@ -39,14 +40,6 @@ def _settings(tmp_path, sim: GeminiLiveServer, tls):
     return settings, make_engine(database_url)
 
 
-async def _only_call(server, engine, timeout=5.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            await server.platform.writer.flush()
-            [call] = queries.list_calls(engine)
-            if call.end_reason is not None:
-                return queries.get_call(engine, call.id)
-            await asyncio.sleep(0.05)
 
 
 async def test_gemini_call_greets_is_interrupted_resumes_after_go_away_and_ends_by_tool(tmp_path):
@@ -68,7 +61,7 @@ async def test_gemini_call_greets_is_interrupted_resumes_after_go_away_and_ends_
                 await asyncio.sleep(1.0)
                 await caller.say(SPEECH)
                 await caller.wait_closed(20)
-            detail = await _only_call(server, engine)
+            detail = await closed_call_record(server, engine)
     assert detail.model == "google/gemini-2.5-flash-native-audio"
     assert detail.end_reason == "agent_ended"
     assert len(sim.connections) >= 2
@@ -85,5 +78,5 @@ async def test_gemini_refusing_the_key_ends_the_call_with_provider_error(tmp_pat
         async with local_server(settings) as server:
             async with TwilioCaller(server.base_url, to=NUMBER) as caller:
                 await caller.wait_closed(10)
-            detail = await _only_call(server, engine)
+            detail = await closed_call_record(server, engine)
     assert detail.end_reason == "provider_error"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from agentplatform.audio.frames import tone
-from agentplatform.storage import queries
 from agentplatform.storage.database import make_engine
 from agentplatform.testing.nova_sonic_server import NovaSonicServer, ScriptedTurn
 from agentplatform.testing.stack import local_server, simulated_settings
 from agentplatform.testing.twilio_caller import TwilioCaller
+
+from .conftest import closed_call_record
 
 NUMBER = "+15555550123"
 SPEECH = tone(440, 1200, 8000, amplitude=0.4)
@@ -40,15 +41,6 @@ def _platform(tmp_path, sim: NovaSonicServer):
     return settings, make_engine(database_url)
 
 
-async def _only_call(server, engine, timeout=5.0):
-    """The one call's record, once the server has closed it."""
-    async with asyncio.timeout(timeout):
-        while True:
-            await server.platform.writer.flush()
-            [call] = queries.list_calls(engine)
-            if call.end_reason is not None:
-                return queries.get_call(engine, call.id)
-            await asyncio.sleep(0.05)
 
 
 async def test_nova_call_greets_answers_is_interrupted_and_ends_by_tool(tmp_path):
@@ -63,7 +55,7 @@ async def test_nova_call_greets_answers_is_interrupted_and_ends_by_tool(tmp_path
                 await caller.say(SPEECH)  # talk over the long greeting
                 assert caller.clears, "barge-in did not clear the caller's playback"
                 await caller.wait_closed(20)
-            detail = await _only_call(server, engine)
+            detail = await closed_call_record(server, engine)
     assert detail.model == "amazon/nova-2-sonic"
     assert detail.end_reason == "agent_ended"
     assert [t.name for t in detail.tools] == ["end_call"]
@@ -84,7 +76,7 @@ async def test_nova_connection_limit_is_crossed_mid_call_without_dropping_the_ca
                 await caller.say(SPEECH)
                 await caller.wait_for_audio(10)
                 assert caller.close_code is None
-            detail = await _only_call(server, engine)
+            detail = await closed_call_record(server, engine)
     assert len(sim.sessions) >= 2
     assert any(e.kind == "recycled" for e in detail.events)
     assert detail.end_reason == "caller_hung_up"
@@ -96,5 +88,5 @@ async def test_nova_refusing_the_key_ends_the_call_with_provider_error(tmp_path)
         async with local_server(settings) as server:
             async with TwilioCaller(server.base_url, to=NUMBER) as caller:
                 await caller.wait_closed(10)
-            detail = await _only_call(server, engine)
+            detail = await closed_call_record(server, engine)
     assert detail.end_reason == "provider_error"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from agentplatform.audio.frames import tone
-from agentplatform.storage import queries
 from agentplatform.storage.database import make_engine
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
 from agentplatform.testing.stack import local_server, simulated_settings
 from agentplatform.testing.twilio_caller import TwilioCaller
+
+from .conftest import closed_call_record
 
 NUMBER = "+15555550177"
 SPEECH = tone(440, 1200, 8000, amplitude=0.4)
@@ -43,14 +42,7 @@ async def test_dialect_serves_a_greeting_and_a_turn(tmp_path, model, voice, flav
                 await caller.wait_for_silence(300, 10)
                 await caller.say(SPEECH)
                 await caller.wait_for_audio(5)
-            async with asyncio.timeout(5):
-                while True:
-                    await server.platform.writer.flush()
-                    [call] = queries.list_calls(make_engine(database_url))
-                    if call.end_reason:
-                        break
-                    await asyncio.sleep(0.05)
-    detail = queries.get_call(make_engine(database_url), call.id)
+            detail = await closed_call_record(server, make_engine(database_url))
     assert detail.model == model
     assert [t.text for t in detail.turns if t.role == "user"] == ["what are your hours?"]
     voices = [s.get("voice") or s.get("audio", {}).get("output", {}).get("voice")
@@ -74,14 +66,7 @@ async def test_fallback_model_serves_when_the_first_cannot_connect(tmp_path):
         async with local_server(settings) as server:
             async with TwilioCaller(server.base_url, to=NUMBER) as caller:
                 await caller.wait_for_audio(5)
-            async with asyncio.timeout(5):
-                while True:
-                    await server.platform.writer.flush()
-                    [call] = queries.list_calls(make_engine(database_url))
-                    if call.end_reason:
-                        break
-                    await asyncio.sleep(0.05)
-    detail = queries.get_call(make_engine(database_url), call.id)
+            detail = await closed_call_record(server, make_engine(database_url))
     assert detail.requested_model == "openai/gpt-realtime"
     assert detail.model == "xai/grok-voice"
     unavailable = [e for e in detail.events if e.kind == "model_unavailable"]
