@@ -5,35 +5,20 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import orjson
 import pytest
 from openai.types.realtime import RealtimeClientEvent
 from pydantic import BaseModel, TypeAdapter
 
 from agentplatform.realtime import openai_events as wire
+from agentplatform.testing.typed_events import strict_validate
 from agentplatform.realtime.base import HistoryItem, SessionSetup, ToolSpec, Usage
 
 CLIENT_EVENT = TypeAdapter(RealtimeClientEvent)
 
 
-def _extras(obj: Any, path: str) -> list[str]:
-    """Every field the typed model did not declare (the SDK models allow extras)."""
-    found: list[str] = []
-    if isinstance(obj, BaseModel):
-        found += [f"{path}.{k}" for k in (obj.model_extra or {})]
-        for name in type(obj).model_fields:
-            found += _extras(getattr(obj, name), f"{path}.{name}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            found += _extras(value, f"{path}[{i}]")
-    return found
-
 
 def assert_client_event(event: dict[str, Any] | str) -> BaseModel:
-    raw = event.encode() if isinstance(event, str) else orjson.dumps(event)
-    model = CLIENT_EVENT.validate_json(raw, strict=True)
-    assert _extras(model, "$") == []
-    return model
+    return strict_validate(CLIENT_EVENT, event)
 
 
 def _setup(**kw: Any) -> SessionSetup:

@@ -11,10 +11,9 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import orjson
 import pytest
 from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 from websockets.asyncio.server import serve
 
 from agentplatform.audio.frames import silence, tone
@@ -35,6 +34,7 @@ from agentplatform.realtime.base import (
     Transcript,
 )
 from agentplatform.realtime.openai_realtime import OpenAIRealtimeSession, SessionState
+from agentplatform.testing.typed_events import strict_validate
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, Reply, ToolRule
 
 KEY = "sk-sim"
@@ -44,21 +44,9 @@ SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
 SESSION_EXTRAS = {"$.session.id", "$.session.object", "$.session.expires_at"}
 
 
-def _extras(obj: Any, path: str) -> list[str]:
-    found: list[str] = []
-    if isinstance(obj, BaseModel):
-        found += [f"{path}.{k}" for k in (obj.model_extra or {})]
-        for name in type(obj).model_fields:
-            found += _extras(getattr(obj, name), f"{path}.{name}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            found += _extras(value, f"{path}[{i}]")
-    return found
-
 
 def _strict(adapter: TypeAdapter, event: dict[str, Any], allowed: set[str]) -> None:
-    model = adapter.validate_json(orjson.dumps(event), strict=True)
-    assert [e for e in _extras(model, "$") if e not in allowed] == [], event["type"]
+    strict_validate(adapter, event, allowed)
 
 
 @pytest.fixture

@@ -14,12 +14,13 @@ from typing import Any
 import orjson
 import pytest
 from openai.types.realtime import RealtimeServerEvent
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agentplatform.audio.codecs import pcm16_to_ulaw
 from agentplatform.audio.frames import silence, tone
+from agentplatform.testing.typed_events import strict_validate
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, Reply, ToolRule
 
 KEY = "sim-key"
@@ -32,17 +33,6 @@ GA_SESSION = {"type": "realtime", "instructions": "Hi.",
                         "output": {"format": {"type": "audio/pcm", "rate": 24000},
                                    "voice": "marin"}}}
 
-
-def _extras(obj: Any, path: str) -> list[str]:
-    found: list[str] = []
-    if isinstance(obj, BaseModel):
-        found += [f"{path}.{k}" for k in (obj.model_extra or {})]
-        for name in type(obj).model_fields:
-            found += _extras(getattr(obj, name), f"{path}.{name}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            found += _extras(value, f"{path}[{i}]")
-    return found
 
 
 class Client:
@@ -61,8 +51,7 @@ class Client:
             while True:
                 raw = await self.ws.recv()
                 if self.validate:
-                    model = SERVER_EVENT.validate_json(raw, strict=True)
-                    assert [e for e in _extras(model, "$") if e not in SESSION_EXTRAS] == []
+                    strict_validate(SERVER_EVENT, raw, SESSION_EXTRAS)
                 seen.append(orjson.loads(raw))
                 if seen[-1]["type"] == kind:
                     return seen
