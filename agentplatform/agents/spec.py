@@ -7,6 +7,7 @@ Shape only; cross-field checks that need the catalog or other agents live in
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -90,6 +91,67 @@ def _json_object(value: Any) -> Any:
 AdvancedBlock = Annotated[dict[str, Any], BeforeValidator(_json_object)]
 
 
+class SttConfig(_Section):
+    """Speech-to-text for the cascade: a service from the catalog's ``stt_services``."""
+
+    service: str = "local"
+    model: str | None = None  # None: the service's default model
+    language: str | None = "en"
+
+
+class TtsConfig(_Section):
+    """Text-to-speech for the cascade: a service from the catalog's ``tts_services``."""
+
+    service: str = "local"
+    voice: str | None = None  # None: the service's default voice
+    model: str | None = None
+    # Speaking-style instructions, for services that take them (gpt-4o-mini-tts).
+    instructions: str | None = None
+
+
+class ChatEndpoint(_Section):
+    """An OpenAI-compatible chat-completions endpoint (a local Ollama or llama.cpp server,
+    or a hosted one) used as the cascade's text step instead of the agent's model."""
+
+    url: str = Field(pattern=r"^https?://")  # base URL, e.g. http://127.0.0.1:11434/v1
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+
+
+class Cascade(_Section):
+    """How a ``voice_streaming: false`` agent hears and speaks."""
+
+    stt: SttConfig = Field(default_factory=SttConfig)
+    tts: TtsConfig = Field(default_factory=TtsConfig)
+    llm: ChatEndpoint | None = None
+
+
+class RuleTool(_Section):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Rule(_Section):
+    """One line of the offline rules responder (not a language model): when ``match``
+    (a case-insensitive regular expression) is found in what the caller said, say
+    ``reply`` and/or call ``tool``; ``after_tool`` is said once the tool answers, with
+    ``{output}`` replaced by its result."""
+
+    match: str = Field(min_length=1)
+    reply: str | None = None
+    tool: RuleTool | None = None
+    after_tool: str | None = None
+
+    @field_validator("match")
+    @classmethod
+    def _valid_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
 class Limits(_Section):
     max_call_seconds: int = Field(default=1800, ge=10, le=4 * 3600)
 
@@ -113,6 +175,11 @@ class AgentSpec(_Section):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     greeting: str | None = None
     voice_streaming: bool = True
+    # With voice_streaming off: STT → the model in text modality → TTS.
+    cascade: Cascade = Field(default_factory=Cascade)
+    # The offline rules responder (model local/offline with no LOCAL_LLM_URL).
+    rules: list[Rule] = Field(default_factory=list)
+    fallback_reply: str = "Sorry, I didn't catch that. Could you say it another way?"
     # Send the carrier's μ-law straight to models that accept it (no transcode).
     g711_passthrough: bool = False
     turn_detection: TurnDetection = Field(default_factory=TurnDetection)
