@@ -153,7 +153,16 @@ class Rule(_Section):
 
 
 class Limits(_Section):
+    """Spend controls. They hold across server processes: counters live in the database
+    (or Redis), not in one process. ``None`` means no limit."""
+
     max_call_seconds: int = Field(default=1800, ge=10, le=4 * 3600)
+    # Calls live at once for this agent; callers over it hear a busy message.
+    max_concurrent_calls: int | None = Field(default=None, ge=1, le=100_000)
+    # Once today's (UTC) cost for this agent reaches this, new calls are refused.
+    daily_budget_usd: float | None = Field(default=None, gt=0)
+    # Calls one caller number may place to this agent per UTC day (abuse stop).
+    max_calls_per_caller_per_day: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class Credentials(_Section):

@@ -238,16 +238,66 @@ def _check_max_output_tokens(ctx: _Ctx) -> Iterable[Issue]:
 
 
 def _check_modality(ctx: _Ctx) -> Iterable[Issue]:
-    if not ctx.spec.voice_streaming and ctx.model is not None and not ctx.model.text_modality:
+    model = ctx.model
+    if model is None:
+        return
+    if ctx.spec.voice_streaming and not model.provider.speech:
+        yield error(ctx.file, "voice_streaming",
+                    f"{model.id} has no voice of its own: it is served by speech-to-text → "
+                    f"text → text-to-speech; set voice_streaming: false")
+    elif not ctx.spec.voice_streaming and not model.text_modality:
         yield error(ctx.file, "voice_streaming",
                     f"voice_streaming: false needs a model that answers in text, but "
-                    f"{ctx.model.id} ({ctx.model.provider.label}) only produces audio; "
+                    f"{model.id} ({model.provider.label}) only produces audio; "
                     f"set voice_streaming: true or pick an OpenAI or Azure OpenAI model")
-    elif not ctx.spec.voice_streaming:
-        yield warning(ctx.file, "voice_streaming",
-                      "voice_streaming: false asks for the speech-to-text → text model → "
-                      "text-to-speech cascade, which this version does not have yet; phone "
-                      "calls are answered speech-to-speech by the realtime model")
+
+
+def _check_cascade(ctx: _Ctx) -> Iterable[Issue]:
+    """The STT and TTS services a cascade agent names exist and offer what it picks."""
+    if ctx.spec.voice_streaming and (ctx.model is None or ctx.model.provider.speech):
+        return
+    stt, tts = ctx.spec.cascade.stt, ctx.spec.cascade.tts
+    try:
+        service = ctx.catalog.stt_service(stt.service)
+    except CatalogError as exc:
+        yield error(ctx.file, "cascade.stt.service", str(exc))
+    else:
+        yield from _catalog_pick(ctx, "cascade.stt.model", lambda: service.model(stt.model))
+        yield from _catalog_pick(ctx, "cascade.stt.language",
+                                 lambda: service.language(stt.language))
+        yield from _service_key(ctx, "cascade.stt.service", service.label, service.key_setting)
+    try:
+        voice_service = ctx.catalog.tts_service(tts.service)
+    except CatalogError as exc:
+        yield error(ctx.file, "cascade.tts.service", str(exc))
+    else:
+        yield from _catalog_pick(ctx, "cascade.tts.voice", lambda: voice_service.voice(tts.voice))
+        yield from _catalog_pick(ctx, "cascade.tts.model", lambda: voice_service.model(tts.model))
+        yield from _service_key(ctx, "cascade.tts.service", voice_service.label,
+                                voice_service.key_setting)
+    llm = ctx.spec.cascade.llm
+    if llm is not None and llm.api_key_env and not ctx.environ.get(llm.api_key_env):
+        yield warning(ctx.file, "cascade.llm.api_key_env",
+                      f"environment variable {llm.api_key_env} is not set; the endpoint is "
+                      f"called without a key")
+    if ctx.model is not None and not ctx.model.provider.speech and llm is None \
+            and not ctx.settings.local_llm_url and not ctx.spec.rules:
+        yield warning(ctx.file, "rules",
+                      "no LOCAL_LLM_URL is set and the agent has no rules: the offline rules "
+                      "responder can only answer with fallback_reply")
+
+
+def _catalog_pick(ctx: _Ctx, field: str, pick: Callable[[], object]) -> Iterable[Issue]:
+    try:
+        pick()
+    except CatalogError as exc:
+        yield error(ctx.file, field, str(exc))
+
+
+def _service_key(ctx: _Ctx, field: str, label: str, setting: str) -> Iterable[Issue]:
+    if setting and not getattr(ctx.settings, setting, ""):
+        yield warning(ctx.file, field, f"no {label} key: set {setting.upper()}; calls to "
+                      f"this agent fail until then")
 
 
 def _check_phone_numbers(ctx: _Ctx) -> Iterable[Issue]:
@@ -331,7 +381,8 @@ def _check_keys(ctx: _Ctx) -> Iterable[Issue]:
                       f"environment variable {creds.endpoint_env} is not set")
     elif not creds.endpoint_env and ctx.model is not None:
         provider = ctx.model.provider
-        if not provider.url and not getattr(ctx.settings, provider.url_setting, ""):
+        if provider.url_setting and not provider.url \
+                and not getattr(ctx.settings, provider.url_setting, ""):
             yield warning(ctx.file, "model",
                           f"{provider.label} needs an endpoint: set "
                           f"{provider.url_setting.upper()} or credentials.endpoint_env")
@@ -371,7 +422,7 @@ def _check_passthrough(ctx: _Ctx) -> Iterable[Issue]:
 
 
 _CHECKS: tuple[Callable[[_Ctx], Iterable[Issue]], ...] = (
-    _check_model, _check_voice, _check_max_output_tokens, _check_modality,
+    _check_model, _check_voice, _check_max_output_tokens, _check_modality, _check_cascade,
     _check_phone_numbers, _check_advanced, _check_tools, _check_keys,
     _check_placeholders, _check_passthrough,
 )

@@ -75,6 +75,7 @@ class CallDeps:
     http: httpx.AsyncClient
     metrics: BridgeMetrics = field(default_factory=lambda: METRICS)
     open_model: Callable[..., ModelSession] = open_session
+    open_cascade: Callable[..., ModelSession] = field(default_factory=lambda: _open_cascade)
     connect_timeout: float = 10.0
 
 
@@ -173,16 +174,22 @@ class CallSession:
         for model_id in [self.agent.model, *self.agent.fallback_models]:
             try:
                 model = self.deps.catalog.model(model_id)
-                passthrough = self.agent.g711_passthrough and model.provider.g711
-                # Phone calls are served speech-to-speech. The cascade that serves
-                # ``voice_streaming: false`` (STT → text model → TTS) is not built yet,
-                # so such agents are served by the realtime model's own voice for now.
-                setup = build_setup(
-                    self.agent, model, self.deps.settings, instructions=instructions,
-                    tools=specs, audio_format="g711_ulaw" if passthrough else "pcm16",
-                    output_modality="audio",
-                )
-                session = self.deps.open_model(model, setup)
+                passthrough = False
+                if self.agent.voice_streaming and model.provider.speech:
+                    passthrough = self.agent.g711_passthrough and model.provider.g711
+                    setup = build_setup(
+                        self.agent, model, self.deps.settings, instructions=instructions,
+                        tools=specs, audio_format="g711_ulaw" if passthrough else "pcm16",
+                        output_modality="audio",
+                    )
+                    session = self.deps.open_model(model, setup)
+                else:
+                    # STT → the model in text modality → TTS, behind the same seam.
+                    session = self.deps.open_cascade(
+                        self.agent, model, catalog=self.deps.catalog,
+                        settings=self.deps.settings, http=self.deps.http,
+                        instructions=instructions, tools=specs,
+                    )
                 await asyncio.wait_for(session.connect(), self.deps.connect_timeout)
             except (PlatformError, TimeoutError, OSError) as exc:
                 log.warning("call %s: model %s unavailable: %s", self.call_id, model_id, exc)
@@ -465,6 +472,13 @@ class CallSession:
         await self.model.request_response(
             "The call has reached its time limit. Say a short, polite goodbye now."
         )
+
+
+def _open_cascade(*args, **kwargs) -> ModelSession:  # noqa: ANN002, ANN003
+    """Imported on first use: the speech engines are heavy and most calls never need them."""
+    from agentplatform.cascade.factory import open_cascade
+
+    return open_cascade(*args, **kwargs)
 
 
 def _cut_to_fraction(text: str, fraction: float) -> str:

@@ -114,10 +114,54 @@ def test_voice_streaming_off_needs_a_text_model(check, model: str, voice: str) -
     assert "voice_streaming" in issue.message and model in issue.message
 
 
-def test_voice_streaming_off_on_openai_is_only_a_warning_until_the_cascade_exists(check) -> None:
-    issues = check(voice_streaming=False)
-    assert [(i.severity, i.field) for i in issues] == [("warning", "voice_streaming")]
-    assert "cascade" in issues[0].message
+def test_voice_streaming_off_on_openai_runs_the_cascade_with_no_issues(check) -> None:
+    assert check(voice_streaming=False) == []
+
+
+def test_cascade_agent_names_an_unknown_stt_service(check) -> None:
+    issue = _one(check(voice_streaming=False, cascade={"stt": {"service": "deepgram"}}),
+                 "cascade.stt.service")
+    assert "'deepgram'" in issue.message and "local" in issue.message and "openai" in issue.message
+
+
+def test_cascade_agent_names_an_unknown_tts_voice(check) -> None:
+    issue = _one(check(voice_streaming=False, cascade={"tts": {"service": "openai",
+                                                                "voice": "marin"}}),
+                 "cascade.tts.voice")
+    assert "'marin'" in issue.message and "alloy" in issue.message
+
+
+def test_cascade_agent_names_an_unknown_stt_model(check) -> None:
+    issue = _one(check(voice_streaming=False, cascade={"stt": {"service": "openai",
+                                                                "model": "whisper-2"}}),
+                 "cascade.stt.model")
+    assert "gpt-4o-transcribe" in issue.message
+
+
+def test_cloud_speech_services_without_a_key_are_warnings(catalog: Catalog,
+                                                          settings: Settings) -> None:
+    issues = _check(catalog, settings, voice_streaming=False,
+                    cascade={"stt": {"service": "openai"}, "tts": {"service": "openai"}})
+    assert _one(issues, "cascade.stt.service", "warning")
+    assert _one(issues, "cascade.tts.service", "warning")
+    assert not [i for i in issues if i.is_error]
+
+
+def test_local_model_must_turn_voice_streaming_off(check) -> None:
+    issue = _one(check(model="local/offline", voice="joe"), "voice_streaming")
+    assert "voice_streaming: false" in issue.message
+
+
+def test_local_model_with_no_rules_and_no_endpoint_warns(check) -> None:
+    issues = check(model="local/offline", voice="joe", voice_streaming=False)
+    assert "fallback_reply" in _one(issues, "rules", "warning").message
+
+
+def test_a_rule_with_a_broken_pattern_is_named(check) -> None:
+    issue = _one(check(model="local/offline", voice="joe", voice_streaming=False,
+                       rules=[{"match": "(hours", "reply": "Nine to five."}]),
+                 "rules[0].match")
+    assert "regular expression" in issue.message
 
 
 # --- numbers ----------------------------------------------------------------------------

@@ -1,0 +1,44 @@
+"""From an agent to its cascade: pick the engines its file names, open nothing yet.
+
+The engines are chosen by data: ``cascade.stt`` / ``cascade.tts`` name services in the
+catalog, and the text step follows ``open_text_session``'s rules (an explicit
+chat-completions endpoint, the local provider's endpoint or rules responder, or the
+agent's realtime model in text modality).
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from agentplatform.agents.spec import AgentSpec
+from agentplatform.cascade.session import CascadeParts, CascadeSession
+from agentplatform.catalog import Catalog, Model
+from agentplatform.config import Settings
+from agentplatform.realtime.base import SessionSetup, ToolSpec
+from agentplatform.speech.stt import build_stt
+from agentplatform.speech.tts import build_tts
+from agentplatform.speech.vad import SileroVad
+from agentplatform.text import open_text_session
+
+
+def open_cascade(
+    agent: AgentSpec, model: Model, *, catalog: Catalog, settings: Settings,
+    http: httpx.AsyncClient, instructions: str, tools: list[ToolSpec],
+) -> CascadeSession:
+    """Build (not connect) the cascade serving ``agent`` with ``model`` as its text step."""
+    cascade = agent.cascade
+    turn = agent.turn_detection
+    parts = CascadeParts(
+        text=open_text_session(agent, model=model, instructions=instructions, tools=tools,
+                               catalog=catalog, settings=settings, http=http),
+        stt=build_stt(cascade.stt.service, cascade.stt.model, cascade.stt.language,
+                      catalog=catalog, settings=settings, http=http),
+        tts=build_tts(cascade.tts.service, cascade.tts.voice, cascade.tts.model,
+                      catalog=catalog, settings=settings, http=http,
+                      instructions=cascade.tts.instructions),
+        vad=SileroVad(threshold=turn.threshold, prefix_padding_ms=turn.prefix_padding_ms,
+                      silence_duration_ms=turn.silence_duration_ms),
+    )
+    setup = SessionSetup(model=model.wire_name, instructions=instructions, tools=tools,
+                         output_modality="text")
+    return CascadeSession(setup, parts)
