@@ -242,9 +242,11 @@ def _table(results: list[dict[str, object]]) -> str:
 
 
 async def _run(levels: list[int], seconds: float, providers: list[str],
-               provider_calls: int) -> list[dict[str, object]]:
+               provider_calls: int, cascade_turns: int = 0,
+               ) -> tuple[list[dict[str, object]], dict[str, object] | None]:
     _pin(1)
-    results = []
+    results: list[dict[str, object]] = []
+    cascade: dict[str, object] | None = None
     plan = [("openai", calls) for calls in levels]
     plan += [(p, provider_calls) for p in providers if p != "openai"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -256,18 +258,25 @@ async def _run(levels: list[int], seconds: float, providers: list[str],
                 print(f"   {provider} at {calls} calls did not complete: {exc!r}", flush=True)
                 continue
             print(_table(results[-1:]).splitlines()[1], flush=True)
-    return results
+        if cascade_turns:
+            from agentplatform.bench_cascade import cascade_table, run_cascade
+
+            print(f"-- cascade: {cascade_turns} turns ...", flush=True)
+            cascade = await run_cascade(cascade_turns, Path(tmp))
+            print(cascade_table(cascade), flush=True)
+    return results, cascade
 
 
 def run_bench(args: argparse.Namespace) -> int:
     levels = args.calls or [10, 50, 100]
     providers = args.providers if args.providers is not None else list(SIMULATORS)
-    results = asyncio.run(_run(levels, args.seconds, providers, min(levels)))
+    results, cascade = asyncio.run(_run(levels, args.seconds, providers, min(levels),
+                                        args.cascade_turns))
     sustained = [r["calls"] for r in results
                  if r["provider"] == "openai" and r["inbound_ms"]["p99"] < 10 and r["outbound_ms"]["p99"] < 10
                  and r["failed"] == 0 and r["load_generator_lag_p99_ms"] < 20]
     summary = {"results": results, "max_calls_with_p99_under_10ms": max(sustained, default=0),
-               "cores": os.cpu_count()}
+               "cascade": cascade, "cores": os.cpu_count()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))

@@ -52,6 +52,26 @@ def _bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def _hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from agentplatform.web.passwords import hash_password
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Admin password: ")
+        if getpass.getpass("Again: ") != password:
+            print("the passwords differ; nothing printed", file=sys.stderr)
+            return 1
+    try:
+        print(f"ADMIN_PASSWORD_HASH='{hash_password(password)}'")
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentplatform",
                                      description="Answer phone calls with realtime speech models.")
@@ -78,12 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--auth-token", help="Twilio auth token to sign the webhook with")
     call.set_defaults(func=_call)
 
+    hash_pw = sub.add_parser("hash-password",
+                             help="print an ADMIN_PASSWORD_HASH setting for a new admin password")
+    hash_pw.add_argument("--password-stdin", action="store_true",
+                         help="read the password from the first line of stdin (for scripts)")
+    hash_pw.set_defaults(func=_hash_password)
+
     bench = sub.add_parser("bench", help="load benchmark: N simulated calls against a server process")
     bench.add_argument("--calls", type=int, nargs="*", default=None,
                        help="concurrent call counts to measure (default: 10 50 100)")
     bench.add_argument("--seconds", type=float, default=12.0, help="length of each run")
     bench.add_argument("--providers", nargs="*", default=None,
                        help="providers to measure (default: openai and every other simulator)")
+    bench.add_argument("--cascade-turns", type=int, default=12,
+                       help="questions asked of the offline cascade agent (0: skip)")
     bench.add_argument("--out", default="bench-results/bench.json")
     bench.set_defaults(func=_bench)
     return parser

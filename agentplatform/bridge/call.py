@@ -35,6 +35,8 @@ from agentplatform.carriers.base import CallAudio, Dtmf, InboundAudio, MarkPlaye
 from agentplatform.catalog import Catalog
 from agentplatform.config import Settings
 from agentplatform.errors import PlatformError
+from agentplatform.observability.logging import set_call_id
+from agentplatform.observability.metrics import PlatformMetrics
 from agentplatform.realtime.base import (
     AudioDelta,
     AudioDone,
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 APOLOGY = "Sorry, our assistant is not available right now. Please call again later."
 SHUTDOWN_APOLOGY = "Sorry, we have to end this call now. Please call again."
 GOODBYE_GRACE_SECONDS = 20.0
+# Session notices that mean the provider connection was replaced mid-call.
+RECONNECT_NOTICES = frozenset({"reconnected", "resumed", "recycled"})
 
 
 class CallState(StrEnum):
@@ -77,12 +81,21 @@ class CallDeps:
     open_model: Callable[..., ModelSession] = open_session
     open_cascade: Callable[..., ModelSession] = field(default_factory=lambda: _open_cascade)
     connect_timeout: float = 10.0
+    # Prometheus series (``/metrics``); None in tests and tools that do not export.
+    observer: PlatformMetrics | None = None
+
+
+@dataclass(slots=True)
+class _TurnTiming:
+    latency_ms: float  # caller stopped speaking → first answer audio sent to the carrier
+    model_ms: float  # … → first answer audio received from the model
+    tool_ms: float  # tool time inside that wait
 
 
 @dataclass(slots=True)
 class _PendingTurn:
     text: str
-    latency_ms: float | None = None
+    timing: _TurnTiming | None = None
 
 
 @dataclass(slots=True)
@@ -113,7 +126,13 @@ class CallSession:
         self._to_carrier = None
         self._out_bytes_per_ms = 48.0
         self._speech_stopped_at: float | None = None
-        self._turn_latency: dict[str, float] = {}
+        self._tool_ms_in_turn = 0.0
+        self._turn_timing: dict[str, _TurnTiming] = {}
+        self._provider = ""
+        obs = deps.observer
+        # Bound once: the per-frame cost is one call, no lookups.
+        self._observe_in = obs.frame_inbound.observe if obs else None
+        self._observe_out = obs.frame_outbound.observe if obs else None
         self._pending_assistant: dict[str, _PendingTurn] = {}
         self._heard_fraction: dict[str, float] = {}
 
@@ -129,6 +148,9 @@ class CallSession:
         metrics = self.deps.metrics
         metrics.active_calls += 1
         metrics.calls_total += 1
+        set_call_id(self.call_id)  # every log line of this call (and its tasks) names it
+        if self.deps.observer is not None:
+            self.deps.observer.calls_started.inc()
         self.deps.recorder.call_started(CallStart(
             call_id=self.call_id, carrier_call_id=info.call_id, agent=self.agent.name,
             model=self.agent.model, from_number=info.from_number, to_number=info.to_number,
@@ -155,6 +177,9 @@ class CallSession:
         finally:
             await self._cleanup()
             metrics.active_calls -= 1
+            if self.deps.observer is not None:
+                reason = self.end_reason or EndReason.SERVER_SHUTDOWN
+                self.deps.observer.calls_ended.labels(str(reason)).inc()
         assert self.end_reason is not None
         return self.end_reason
 
@@ -191,14 +216,21 @@ class CallSession:
                         instructions=instructions, tools=specs,
                     )
                 await asyncio.wait_for(session.connect(), self.deps.connect_timeout)
-            except (PlatformError, TimeoutError, OSError) as exc:
-                log.warning("call %s: model %s unavailable: %s", self.call_id, model_id, exc)
+            except Exception as exc:  # noqa: BLE001 - any failure here means "try the next"
+                if isinstance(exc, PlatformError | TimeoutError | OSError):
+                    log.warning("call %s: model %s unavailable: %s", self.call_id, model_id, exc)
+                else:
+                    log.exception("call %s: opening model %s failed", self.call_id, model_id)
+                if self.deps.observer is not None:
+                    provider = model_id.split("/", 1)[0]
+                    self.deps.observer.provider_errors.labels(provider, "connect").inc()
                 self.deps.recorder.event(
                     self.call_id, "model_unavailable", {"model": model_id, "error": str(exc)}
                 )
                 continue
             self._configure_audio(session, passthrough)
             self.model_id = model.id
+            self._provider = model.provider.name
             self.deps.recorder.model_served(self.call_id, model.id)
             return session
         return None
@@ -285,7 +317,10 @@ class CallSession:
         else:
             await self.model.send_audio(self._to_model.process(ulaw_to_pcm16(frame.audio)))
         if frame.received_at:
-            self.deps.metrics.inbound_ms.add((time.monotonic() - frame.received_at) * 1000.0)
+            elapsed = time.monotonic() - frame.received_at
+            self.deps.metrics.inbound_ms.add(elapsed * 1000.0)
+            if self._observe_in is not None:
+                self._observe_in(elapsed)
 
     async def _on_dtmf(self, event: Dtmf) -> None:
         assert self.model is not None
@@ -326,21 +361,36 @@ class CallSession:
 
     async def _on_audio_delta(self, event: AudioDelta) -> None:
         received = event.received_at or time.monotonic()
-        if event.item_id not in self.playback.items:
-            self._start_of_answer(event.item_id, received)
+        first = event.item_id not in self.playback.items
         if self._passthrough:
             ulaw = event.audio
         else:
             ulaw = pcm16_to_ulaw(self._to_carrier.process(event.audio))
         mark = self.playback.sent(event.item_id, len(event.audio) / self._out_bytes_per_ms)
         await self.audio.send_audio(ulaw)
+        if first:
+            self._start_of_answer(event.item_id, received, time.monotonic())
         await self.audio.send_mark(mark)
-        self.deps.metrics.outbound_ms.add((time.monotonic() - received) * 1000.0)
+        elapsed = time.monotonic() - received
+        self.deps.metrics.outbound_ms.add(elapsed * 1000.0)
+        if self._observe_out is not None:
+            self._observe_out(elapsed)
 
-    def _start_of_answer(self, item_id: str, now: float) -> None:
-        if self._speech_stopped_at is not None:
-            self._turn_latency[item_id] = (now - self._speech_stopped_at) * 1000.0
-            self._speech_stopped_at = None
+    def _start_of_answer(self, item_id: str, received: float, sent: float) -> None:
+        """The first audio of an answer has gone to the carrier: time the turn."""
+        if self._speech_stopped_at is None:
+            return  # the greeting, or an answer nobody's speech prompted
+        stopped = self._speech_stopped_at
+        timing = _TurnTiming(latency_ms=(sent - stopped) * 1000.0,
+                             model_ms=(received - stopped) * 1000.0,
+                             tool_ms=self._tool_ms_in_turn)
+        self._turn_timing[item_id] = timing
+        self._speech_stopped_at = None
+        self._tool_ms_in_turn = 0.0
+        obs = self.deps.observer
+        if obs is not None:
+            obs.turn_latency.observe(timing.latency_ms / 1000.0)
+            obs.model_first_audio.observe(timing.model_ms / 1000.0)
 
     async def _on_audio_done(self, event: AudioDone) -> None:
         item = self.playback.items.get(event.item_id)
@@ -367,6 +417,8 @@ class CallSession:
             self.deps.metrics.truncates += 1
             await self.model.truncate(item.item_id, heard)
         await self.model.cancel_response()
+        if self.deps.observer is not None:
+            self.deps.observer.interruptions.inc()
         self.deps.recorder.event(
             self.call_id, "barge_in", {"item_id": item.item_id, "heard_ms": heard,
                                        "sent_ms": round(item.sent_ms)},
@@ -376,6 +428,7 @@ class CallSession:
 
     async def _on_speech_stopped(self, _: SpeechStopped) -> None:
         self._speech_stopped_at = time.monotonic()
+        self._tool_ms_in_turn = 0.0
 
     async def _on_transcript(self, event: Transcript) -> None:
         if not event.final or not event.text.strip():
@@ -384,7 +437,7 @@ class CallSession:
             self.deps.recorder.turn(self.call_id, "user", event.text)
             return
         self._pending_assistant[event.item_id] = _PendingTurn(
-            event.text, self._turn_latency.pop(event.item_id, None)
+            event.text, self._turn_timing.pop(event.item_id, None)
         )
         item = self.playback.items.get(event.item_id)
         finished = item is None or (item.done and item.played_ms >= item.sent_ms - 0.5)
@@ -397,9 +450,12 @@ class CallSession:
             return
         fraction = self._heard_fraction.pop(item_id, None)
         text = pending.text if fraction is None else _cut_to_fraction(pending.text, fraction)
+        timing = pending.timing
         self.deps.recorder.turn(
             self.call_id, "assistant", text, interrupted=fraction is not None,
-            latency_ms=pending.latency_ms,
+            latency_ms=timing.latency_ms if timing else None,
+            model_ms=timing.model_ms if timing else None,
+            tool_ms=timing.tool_ms if timing else None,
         )
 
     def _flush_pending_turns(self) -> None:
@@ -417,8 +473,13 @@ class CallSession:
 
     async def _on_notice(self, event: SessionNotice) -> None:
         self.deps.recorder.event(self.call_id, event.kind, event.detail)
+        if self.deps.observer is not None and event.kind in RECONNECT_NOTICES:
+            self.deps.observer.provider_reconnects.labels(self._provider, event.kind).inc()
 
     async def _on_error(self, event: SessionError) -> None:
+        if self.deps.observer is not None:
+            fatal = "fatal" if event.fatal else "recovered"
+            self.deps.observer.provider_errors.labels(self._provider, fatal).inc()
         self.deps.recorder.event(
             self.call_id, "model_error",
             {"code": event.code, "message": event.message, "fatal": event.fatal},
@@ -433,6 +494,10 @@ class CallSession:
 
     async def _run_tool(self, event: ToolCall) -> None:
         outcome = await self.tools.run(event.name, event.arguments)
+        if self._speech_stopped_at is not None:  # the caller is waiting on this tool
+            self._tool_ms_in_turn += outcome.duration_ms
+        if self.deps.observer is not None:
+            self.deps.observer.tool_seconds.labels(event.name).observe(outcome.duration_ms / 1000)
         self.deps.recorder.tool_invocation(
             self.call_id, event.name, event.arguments, outcome.output,
             ok=outcome.ok, duration_ms=outcome.duration_ms,

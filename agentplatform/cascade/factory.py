@@ -18,7 +18,7 @@ from agentplatform.realtime.base import SessionSetup, ToolSpec
 from agentplatform.speech.stt import build_stt
 from agentplatform.speech.tts import build_tts
 from agentplatform.speech.vad import SileroVad
-from agentplatform.text import open_text_session
+from agentplatform.text.sessions import open_text_session
 
 
 def open_cascade(
@@ -29,7 +29,9 @@ def open_cascade(
     cascade = agent.cascade
     turn = agent.turn_detection
     parts = CascadeParts(
-        text=open_text_session(agent, model=model, instructions=instructions, tools=tools,
+        # The model serving this call may be a fallback: the text step follows it.
+        text=open_text_session(agent.model_copy(update={"model": model.id}),
+                               instructions=instructions, tools=tools,
                                catalog=catalog, settings=settings, http=http),
         stt=build_stt(cascade.stt.service, cascade.stt.model, cascade.stt.language,
                       catalog=catalog, settings=settings, http=http),

@@ -30,6 +30,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+import soxr
+
 from agentplatform.cascade.metrics import CASCADE_METRICS, CascadeMetrics, TurnTimings
 from agentplatform.cascade.sentences import SentenceBuffer
 from agentplatform.cascade.spoken import SpokenAnswer, SpokenPiece
@@ -57,6 +60,10 @@ from agentplatform.text.base import TextDelta, TextSession
 log = logging.getLogger(__name__)
 
 INPUT_RATE = 16000
+# Rates the call path's streaming resamplers handle; a voice at another rate (Piper's
+# 22050 Hz) is converted to SPEECH_RATE piece by piece before it leaves the cascade.
+STREAMABLE_RATES = frozenset({8000, 16000, 24000, 48000})
+SPEECH_RATE = 16000
 CHUNK_MS = 100  # the size of each AudioDelta handed to the bridge
 DIDNT_CATCH = "Sorry, I didn't catch that. Could you say it again?"
 # What speech-to-text returns for noise rather than words.
@@ -115,12 +122,14 @@ class CascadeSession(ModelSession):
     ) -> None:
         super().__init__(setup)
         self.parts = parts
+        voice_rate = parts.tts.output_rate
+        self._out_rate = voice_rate if voice_rate in STREAMABLE_RATES else SPEECH_RATE
         self.capabilities = Capabilities(
-            input_rate=INPUT_RATE, output_rate=parts.tts.output_rate,
+            input_rate=INPUT_RATE, output_rate=self._out_rate,
             truncates=True, g711=False, text_modality=True,
         )
         self._metrics = metrics
-        self._chunk_bytes = max(2, parts.tts.output_rate * chunk_ms // 1000 * 2)
+        self._chunk_bytes = max(2, self._out_rate * chunk_ms // 1000 * 2)
         self._events: asyncio.Queue[ModelEvent | None] = asyncio.Queue()
         self._pieces: asyncio.Queue[_Piece | _EndOfAnswer] = asyncio.Queue()
         self._utterances: asyncio.Queue[SpeechEnd] = asyncio.Queue()
@@ -281,16 +290,24 @@ class CascadeSession(ModelSession):
         started = time.monotonic()
         held = b""
         async for pcm in self.parts.tts.synthesize(spoken.text):
-            held += pcm
+            held += self._to_speech_rate(pcm)
             while len(held) >= self._chunk_bytes:
                 chunk, held = held[: self._chunk_bytes], held[self._chunk_bytes:]
                 self._send_audio(item_id, spoken, chunk, started)
         if held:
             self._send_audio(item_id, spoken, held[: len(held) // 2 * 2], started)
 
+    def _to_speech_rate(self, pcm: bytes) -> bytes:
+        """A voice chunk at the rate the bridge streams; whole chunks, so no state."""
+        rate = self.parts.tts.output_rate
+        if rate == self._out_rate or not pcm:
+            return pcm
+        samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+        return soxr.resample(samples, rate, self._out_rate, quality="HQ").astype("<i2").tobytes()
+
     def _send_audio(self, item_id: str, spoken: SpokenPiece, chunk: bytes, started: float) -> None:
         now = time.monotonic()
-        spoken.audio_ms += len(chunk) / 2 / self.parts.tts.output_rate * 1000.0
+        spoken.audio_ms += len(chunk) / 2 / self._out_rate * 1000.0
         self._report_turn(started, now)
         self._emit(AudioDelta(item_id, chunk, received_at=now))
 

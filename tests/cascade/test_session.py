@@ -273,3 +273,22 @@ async def test_the_greeting_is_spoken_before_any_caller_speech() -> None:
     await session.close()
     assert [e.text for e in events if isinstance(e, Transcript)] == ["Hello there."]
     assert not [e for e in events if isinstance(e, SessionNotice) and e.kind == "cascade_turn"]
+
+
+class PiperRateVoice(WordVoice):
+    output_rate = 22050
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        self.spoken.append(text)
+        yield b"\x00\x01" * 22050  # one second
+
+
+async def test_a_voice_at_an_unstreamable_rate_reaches_the_bridge_at_16k() -> None:
+    session = _session(ScriptedText("Hi."), voice=PiperRateVoice())
+    assert session.capabilities.output_rate == 16000
+    await session.connect()
+    await _speak(session)
+    events = await _collect(session, _responses_done(1))
+    await session.close()
+    total = sum(len(e.audio) for e in events if isinstance(e, AudioDelta))
+    assert abs(total - 2 * 16000) <= 4  # one second at 16 kHz
