@@ -1,10 +1,10 @@
-"""The command line: ``agentplatform serve | agents list|validate | call | bench``."""
+"""The command line: ``agentplatform serve | agents list|validate | call | chat | bench |
+hash-password``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
@@ -15,9 +15,11 @@ def _serve(args: argparse.Namespace) -> int:
     from agentplatform.app import create_app
     from agentplatform.config import get_settings
 
+    from agentplatform.observability.logging import configure_logging
+
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Every line names its call (contextvars); LOG_FORMAT=json for a log pipeline.
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(create_app(settings), host=args.host or settings.host,
                 port=args.port or settings.port, log_level=settings.log_level,
                 ws_max_size=1 << 20)
@@ -44,6 +46,12 @@ def _call(args: argparse.Namespace) -> int:
     from agentplatform.testing.call_runner import run_call_command
 
     return asyncio.run(run_call_command(args))
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from agentplatform.chat.terminal import run_chat_command
+
+    return asyncio.run(run_chat_command(args))
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -94,9 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--url", help="a running server (default: start one in-process)")
     call.add_argument("--simulated-model", action="store_true",
                       help="in-process server talks to the bundled OpenAI Realtime simulator")
-    call.add_argument("--turns", type=int, default=2, help="how many times the caller speaks")
+    call.add_argument("--say", action="append",
+                      help="a sentence the caller speaks, in the local voice (repeatable; "
+                           "default for voice_streaming: false agents: three questions)")
+    call.add_argument("--turns", type=int, default=0,
+                      help="how many times the caller speaks (default: once per sentence, or 2)")
     call.add_argument("--auth-token", help="Twilio auth token to sign the webhook with")
     call.set_defaults(func=_call)
+
+    chat = sub.add_parser("chat", help="chat with an agent over text (its prompt, model, tools)")
+    chat.add_argument("agent")
+    chat.add_argument("--message", help="send this one message, print the answer, exit")
+    chat.add_argument("--url", help="a running server (default: in-process, this machine's settings)")
+    chat.add_argument("--api-key", help="the server's API key (default: API_KEY)")
+    chat.set_defaults(func=_chat)
 
     hash_pw = sub.add_parser("hash-password",
                              help="print an ADMIN_PASSWORD_HASH setting for a new admin password")

@@ -213,6 +213,10 @@ def history_item(item: HistoryItem) -> dict[str, Any]:
     return user_text_item(item.text)
 
 
+def item_delete(item_id: str) -> dict[str, Any]:
+    return {"type": "conversation.item.delete", "item_id": item_id}
+
+
 def response_create(instructions: str | None = None) -> dict[str, Any]:
     if instructions:
         return {"type": "response.create", "response": {"instructions": instructions}}

@@ -349,9 +349,41 @@ class OpenAIRealtimeSession(ModelSession):
     async def request_response(self, instructions: str | None = None) -> None:
         await self._send(wire.dumps(wire.response_create(instructions)))
 
-    async def send_tool_result(self, call_id: str, name: str, output: str) -> None:
+    async def send_tool_result(self, call_id: str, name: str, output: str, *,
+                               respond: bool = True) -> None:
+        """The tool's output; ``respond=False`` holds the reply until the last of several
+        parallel calls has its result (one response at a time per conversation)."""
         await self._send(wire.dumps(wire.tool_output(call_id, output)))
-        await self._send(wire.dumps(wire.response_create()))
+        if respond:
+            await self._send(wire.dumps(wire.response_create()))
+
+    async def add_assistant_text(self, text: str) -> None:
+        """An assistant line said without the model (a fixed greeting), so it knows."""
+        self._history.append(HistoryItem(role="assistant", text=text))
+        await self._send(wire.dumps(wire.assistant_text_item(text)), hold=False)
+
+    async def replace_assistant(self, item_id: str, text: str) -> None:
+        """Replace an assistant item by ``text`` (what was heard), server-side and in the
+        replay history: delete the item, then add ``text`` as an assistant message.
+
+        Text modality has no audio to truncate, so this is how a barge-in in the cascade
+        keeps the model from believing it said what the caller never heard.
+        """
+        entry = self._assistant_text.pop(item_id, None)
+        if entry is not None:
+            index, _ = entry
+            if text:
+                self._history[index] = HistoryItem(role="assistant", text=text)
+            else:
+                del self._history[index]
+                self._assistant_text = {
+                    k: (i - 1 if i > index else i, t) for k, (i, t) in self._assistant_text.items()
+                }
+        elif text:
+            self._history.append(HistoryItem(role="assistant", text=text))
+        await self._send(wire.dumps(wire.item_delete(item_id)), hold=False)
+        if text:
+            await self._send(wire.dumps(wire.assistant_text_item(text)), hold=False)
 
     async def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """Tell the server what was heard; the bridge clamps to the audio it played."""

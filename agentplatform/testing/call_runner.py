@@ -26,6 +26,8 @@ from agentplatform.testing.stack import LocalServer
 from agentplatform.testing.twilio_caller import TwilioCaller
 
 CALLER_TEXTS = ["Hi, I'd like to book an appointment.", "Monday morning works, thanks. Bye!"]
+# What the caller says to an agent that really listens (the cascade), in the local voice.
+SPOKEN_QUESTIONS = ["What are your hours?", "Where are you?", "Thanks, goodbye."]
 
 
 def synthetic_utterance() -> bytes:
@@ -42,7 +44,7 @@ async def _transcript(base_url: str, call_sid: str) -> dict | None:
     return None
 
 
-async def place_call(base_url: str, number: str, utterance: bytes, turns: int,
+async def place_call(base_url: str, number: str, utterances: list[bytes], turns: int,
                      auth_token: str | None = None) -> tuple[TwilioCaller, list[float]]:
     latencies: list[float] = []
     caller = TwilioCaller(base_url, to=number, auth_token=auth_token)
@@ -53,10 +55,10 @@ async def place_call(base_url: str, number: str, utterance: bytes, turns: int,
         with contextlib.suppress(TimeoutError):
             await caller.wait_for_audio(10)
             await caller.wait_for_silence(400, 30)
-        for _ in range(turns):
+        for turn in range(turns):
             if caller.close_code is not None:
                 break
-            await caller.say(utterance)
+            await caller.say(utterances[turn % len(utterances)])
             spoke_at = time.monotonic()
             try:
                 heard_at = await caller.wait_for_audio(15)
@@ -70,8 +72,23 @@ async def place_call(base_url: str, number: str, utterance: bytes, turns: int,
     return caller, latencies
 
 
+def _utterances(args: argparse.Namespace, voice_streaming: bool) -> tuple[list[bytes], int]:
+    """What the caller says: a WAV, sentences in the local voice, or a voice-like buzz.
+
+    A cascade agent really transcribes what it hears, so by default it is asked real
+    questions; a simulated realtime model only needs to hear that someone spoke.
+    """
+    if args.audio:
+        return [read_wav(args.audio, 8000)], args.turns or 2
+    sentences = args.say or ([] if voice_streaming else SPOKEN_QUESTIONS)
+    if sentences:
+        from agentplatform.testing.speech_fixtures import spoken
+
+        return [spoken(text) for text in sentences], args.turns or len(sentences)
+    return [synthetic_utterance()], args.turns or 2
+
+
 async def run_call_command(args: argparse.Namespace) -> int:
-    utterance = read_wav(args.audio, 8000) if args.audio else synthetic_utterance()
     settings = get_settings()
     store = AgentStore(settings.agents_dir, load_catalog(), settings)
     agent = store.get(args.agent)
@@ -80,6 +97,7 @@ async def run_call_command(args: argparse.Namespace) -> int:
         print(f"no agent {args.agent!r} with a phone number in {settings.agents_dir} (agents: {known})")
         return 2
     number = agent.spec.phone_numbers[0]
+    utterances, turns = _utterances(args, agent.spec.voice_streaming)
 
     async with contextlib.AsyncExitStack() as stack:
         base_url = args.url
@@ -95,7 +113,7 @@ async def run_call_command(args: argparse.Namespace) -> int:
             server = await stack.enter_async_context(
                 LocalServer(settings.model_copy(update=overrides)))
             base_url = server.base_url
-        caller, latencies = await place_call(base_url, number, utterance, args.turns,
+        caller, latencies = await place_call(base_url, number, utterances, turns,
                                              args.auth_token)
         await asyncio.sleep(0.3)  # let the server close the record
         detail = await _transcript(base_url, caller.call_sid)

@@ -431,6 +431,16 @@ class _Call:
         await self.add_item({"object": "realtime.item", "status": "completed", **item,
                              "id": item.get("id") or _new_id("item")})
 
+    async def on_item_delete(self, event: dict[str, Any]) -> None:
+        item_id = event.get("item_id")
+        if item_id not in self.items:
+            raise _Invalid(f"Item with id {item_id!r} not found.", "item_not_found", "item_id")
+        del self.items[item_id]
+        if self.last_item == item_id:
+            self.last_item = next(reversed(self.items), None)
+        self.server.deleted.append(item_id)
+        await self.send({"type": "conversation.item.deleted", "item_id": item_id})
+
     async def on_truncate(self, event: dict[str, Any]) -> None:
         item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
         if item_id not in self.item_audio_ms:
@@ -637,6 +647,7 @@ class _Call:
         "input_audio_buffer.clear": on_clear,
         "conversation.item.create": on_item_create,
         "conversation.item.truncate": on_truncate,
+        "conversation.item.delete": on_item_delete,
         "response.create": on_response_create,
         "response.cancel": on_response_cancel,
     }
@@ -679,6 +690,7 @@ class OpenAIRealtimeServer:
         self.received: list[dict[str, Any]] = []
         self.sessions: list[dict[str, Any]] = []
         self.truncates: list[tuple[str, int]] = []
+        self.deleted: list[str] = []
         self.requests: list[tuple[str, Headers]] = []
         self.response_instructions: list[str | None] = []
         self.connections: list[_Call] = []
