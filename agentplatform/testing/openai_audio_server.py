@@ -20,16 +20,14 @@ formats the real API has are refused with a 400 saying the simulator lacks them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import math
 import wave
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -39,6 +37,7 @@ from starlette.routing import Route
 from agentplatform.audio.wav import resample_whole
 from agentplatform.speech.stt_local import transcribe_sync
 from agentplatform.speech.tts_local import synthesize_sentences, voice_rate
+from agentplatform.testing.loopback import LoopbackServer
 
 TRANSCRIBE_MODELS = ("gpt-4o-transcribe", "gpt-4o-mini-transcribe",
                      "gpt-4o-mini-transcribe-2025-12-15", "whisper-1")
@@ -104,8 +103,7 @@ class OpenAIAudioServer:
         self.speech_chunk_bytes = speech_chunk_bytes  # odd on purpose: splits samples
         self.requests: list[AudioRequest] = []
         self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loopback: LoopbackServer | None = None
         self.app = Starlette(routes=[
             Route("/v1/audio/transcriptions", self._transcriptions, methods=["POST"]),
             Route("/v1/audio/speech", self._speech, methods=["POST"]),
@@ -267,21 +265,13 @@ class OpenAIAudioServer:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
-                                lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self._loopback = LoopbackServer(self.app)
+        await self._loopback.start()
+        self.port = self._loopback.port
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._loopback is not None:
+            await self._loopback.stop()
 
     async def __aenter__(self) -> OpenAIAudioServer:
         await self.start()

@@ -5,16 +5,15 @@ use it; users can use it in their own CI to test an agent before a phone ever ri
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from agentplatform.app import create_app
 from agentplatform.config import Settings
+from agentplatform.testing.loopback import LoopbackServer
 
 
 class LocalServer:
@@ -23,30 +22,21 @@ class LocalServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app: FastAPI = create_app(settings)
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.port = 0
+        self._loopback = LoopbackServer(self.app, lifespan="on", ws_max_size=1 << 20)
+
+    @property
+    def port(self) -> int:
+        return self._loopback.port
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._loopback.base_url
 
     async def start(self) -> None:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
-                                lifespan="on", ws_max_size=1 << 20)
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        await self._loopback.start()
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loopback.stop()
 
     @property
     def platform(self):  # the app's shared state (store, writer, live calls)
