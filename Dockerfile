@@ -7,6 +7,7 @@ COPY agentplatform ./agentplatform
 RUN pip install --no-cache-dir .
 COPY agents ./agents
 COPY templates ./templates
+COPY static ./static
 RUN mkdir -p /data
 EXPOSE 8000
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"

@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench validate clean
+.PHONY: install run test bench validate clean browser
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+CHROMIUM ?= /usr/bin/chromium
 
 install: $(STAMP)
 
@@ -18,8 +20,15 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/agentplatform serve --host 127.0.0.1 --port 8000
 
-test: install
-	$(PY) -m pytest -q
+test: install browser
+	AGENTPLATFORM_CHROMIUM=$(CHROMIUM) AGENTPLATFORM_REQUIRE_BROWSER=1 $(PY) -m pytest -q
+
+# Debian's chromium for the admin-screen browser tests; installed once, as root or via sudo.
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "the browser tests need Chromium: apt-get install chromium" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 bench: install
 	$(VENV)/bin/agentplatform bench

@@ -18,6 +18,11 @@ from agentplatform.carriers.base import CallAudio
 from agentplatform.carriers.twilio.routes import build_router as twilio_router
 from agentplatform.catalog import Catalog, load_catalog
 from agentplatform.config import Settings, get_settings
+from agentplatform.limits.admission import Admission
+from agentplatform.limits.drain import Drain
+from agentplatform.limits.gate import CallGate, open_limit_store
+from agentplatform.observability.logging import bind_call
+from agentplatform.observability.metrics import Gauges, PlatformMetrics
 from agentplatform.records import EndReason
 from agentplatform.storage.database import create_tables, make_engine
 from agentplatform.storage.writer import CallWriter
@@ -39,6 +44,19 @@ class Platform:
     writer: CallWriter
     http: httpx.AsyncClient
     calls: set[asyncio.Task[object]] = field(default_factory=set)
+    # Spend controls and the shutdown drain; Prometheus series.
+    admission: Admission | None = None
+    observer: PlatformMetrics | None = None
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def admit_call(self, call_sid: str, agent: str, from_number: str,
+                         to_number: str) -> str | None:
+        """At the voice webhook: ``None`` to connect, else what the caller is told."""
+        loaded = self.store.get(agent)
+        if self.admission is None or loaded is None:
+            return None
+        with bind_call(carrier_call_id=call_sid, agent=agent):
+            return await self.admission.at_webhook(call_sid, loaded.spec, from_number, to_number)
 
     def lookup_agent(self, number: str) -> str | None:
         self.store.refresh()  # stat-only: picks up edited agent files per call
@@ -51,19 +69,54 @@ class Platform:
             log.warning("call %s: agent %r is gone", audio.info.call_id, audio.info.agent)
             await audio.hang_up(say=MISSING_AGENT_MESSAGE)
             return
-        deps = CallDeps(settings=self.settings, catalog=self.catalog, recorder=self.writer,
-                        http=self.http)
-        task = asyncio.current_task()
-        assert task is not None
-        self.calls.add(task)
-        try:
-            await CallSession(audio, loaded.spec, deps).run()
-        finally:
-            self.calls.discard(task)
+        with bind_call(carrier_call_id=audio.info.call_id, agent=loaded.spec.name):
+            if self.admission is not None and not await self.admission.at_stream(audio,
+                                                                                 loaded.spec):
+                return  # refused before any model session opened; recorded
+            deps = CallDeps(settings=self.settings, catalog=self.catalog, recorder=self.writer,
+                            http=self.http, observer=self.observer)
+            # Its own task, so that ending it (drain timeout, shutdown) does not cancel
+            # the route handler; cancelling the handler still cancels the call.
+            task = asyncio.create_task(CallSession(audio, loaded.spec, deps).run())
+            self.calls.add(task)
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            finally:
+                self.calls.discard(task)
+                if self.admission is not None:
+                    await self.admission.release(audio.info.call_id)
+                self._count_malformed(audio)
+
+    def _count_malformed(self, audio: CallAudio) -> None:
+        counts = getattr(audio, "malformed_counts", None)
+        if self.observer is None or not counts:
+            return
+        carrier = type(audio).__module__.split(".")[-2] if "." in type(audio).__module__ else ""
+        for kind, n in counts.items():
+            self.observer.malformed_carrier_messages.labels(carrier, kind).inc(n)
 
     def on_call_status(self, call_sid: str, status: str) -> None:
         if status in FINAL_CALL_STATUSES:
             self.writer.close_by_carrier_id(call_sid, EndReason.COMPLETED)
+            if self.admission is not None:
+                task = asyncio.get_running_loop().create_task(
+                    self.admission.call_finished_at_carrier(call_sid))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def drain_then_exit(self) -> None:
+        """SIGTERM: new calls are refused (see ``limits/drain.py``); live calls get
+        until the drain timeout, then the rest are ended; records are flushed."""
+        assert self.admission is not None
+        left = await self.admission.drain.wait_for_calls(lambda: len(self.calls))
+        if left:
+            log.warning("drain timeout: ending %d live calls", left)
+        await self.shutdown_calls()
+        await self.writer.flush()
 
     async def shutdown_calls(self) -> None:
         """Cancel live calls: each closes its record with ``server_shutdown``."""
@@ -73,27 +126,54 @@ class Platform:
             await asyncio.wait(list(self.calls), timeout=5)
 
 
+def _warm_cascade(store: AgentStore, catalog: Catalog) -> asyncio.Task[None] | None:
+    """Start loading the local speech engines the cascade agents need, if any."""
+    from agentplatform.cascade.warmup import local_engines_in_use, warm_local_engines
+
+    engines = local_engines_in_use((a.spec for a in store.agents.values()), catalog)
+    return asyncio.create_task(warm_local_engines(engines)) if engines else None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     catalog = load_catalog()
     engine = make_engine(settings.database_url)
     create_tables(engine)
-    writer = CallWriter(engine, catalog=catalog)
+    observer = PlatformMetrics()
+    writer = CallWriter(engine, catalog=catalog,
+                        on_cost=lambda model, usd: observer.cost.labels(model).inc(usd))
     store = AgentStore(settings.agents_dir, catalog, settings)
+    drain = Drain(settings.draining_message, settings.drain_timeout_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer.start()
         async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as http:
-            platform = Platform(settings, catalog, store, writer, http)
+            limit_store = open_limit_store(settings, engine)
+            gate = CallGate(limit_store, engine, settings)
+            platform = Platform(settings, catalog, store, writer, http,
+                                admission=Admission(gate, drain, writer, observer),
+                                observer=observer)
             app.state.platform = platform
+            observer.watch(_live_gauges(platform, writer, drain))
+            keeper = asyncio.create_task(gate.keep_leases())
+            drain.install(asyncio.get_running_loop(), platform.drain_then_exit)
+            app.state.access.announce()
+            warming = _warm_cascade(store, catalog)
             for problem_file, issues in store.problems.items():
                 for issue in issues:
                     log.error("agent file not loaded: %s", issue)
             try:
                 yield
             finally:
+                if warming is not None:
+                    warming.cancel()
+                drain.hand_back()
                 await platform.shutdown_calls()
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+                limit_store.close()
                 writer.close_open_calls(EndReason.SERVER_SHUTDOWN)
                 await writer.stop()
                 engine.dispose()
@@ -101,9 +181,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="agentplatform", lifespan=lifespan)
     app.state.engine = engine
     app.state.metrics = METRICS
+    app.state.observer = observer
 
     from agentplatform.web.api import router as api_router
     from agentplatform.web.admin import router as admin_router
+    from agentplatform.web.setup import install_admin
 
     def platform() -> Platform:
         return app.state.platform
@@ -113,7 +195,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lookup_agent=lambda number: platform().lookup_agent(number),
         handle_call=lambda audio: platform().handle_call(audio),
         on_call_status=lambda sid, status: platform().on_call_status(sid, status),
+        admit=lambda sid, agent, from_, to: platform().admit_call(sid, agent, from_, to),
     ))
     app.include_router(api_router)
     app.include_router(admin_router)
+    install_admin(app, settings)
     return app
+
+
+
+def _live_gauges(platform: Platform, writer: CallWriter, drain: Drain) -> Gauges:
+    """What ``/metrics`` reads at scrape time."""
+
+    def writer_figures() -> tuple[int, int, int, int]:
+        stats = writer.stats()
+        return stats.queued, stats.retries, stats.dropped, stats.failed
+
+    return Gauges(active_calls=lambda: len(platform.calls),
+                  draining=lambda: float(drain.draining), writer=writer_figures)

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # Model providers (platform keys). URL overrides point adapters at simulators.
     openai_api_key: str = ""
     openai_realtime_url: str = ""
+    # Base URL of the OpenAI audio endpoints (transcriptions, speech) for the cascade.
+    openai_audio_url: str = ""
     azure_openai_api_key: str = ""
     azure_openai_endpoint: str = ""
     azure_openai_api_version: str = ""
@@ -49,6 +51,41 @@ class Settings(BaseSettings):
     # Extra CA certificates (PEM file) trusted for provider TLS connections: a
     # corporate proxy, or a local simulator with a self-signed certificate.
     provider_ca_file: str = ""
+
+    # The offline provider's text step: an OpenAI-compatible chat-completions endpoint
+    # (e.g. a local Ollama at http://127.0.0.1:11434/v1). Unset: the rules responder.
+    local_llm_url: str = ""
+    local_llm_model: str = "llama3.2"
+    local_llm_api_key: str = ""
+
+    # Admin screens and REST API access. With no password hash the server is open to
+    # loopback only. Make a hash with `agentplatform hash-password`.
+    admin_user: str = "admin"
+    admin_password_hash: str = ""
+    # REST API key, sent as `X-API-Key: …` or `Authorization: Bearer …`.
+    api_key: str = ""
+    # Signs admin session cookies; unset: a per-process secret (sessions end on restart,
+    # and several processes need one shared value).
+    session_secret: str = ""
+    session_max_age_seconds: int = 12 * 3600
+    # Lifetime of the token a browser test call needs to open its media stream.
+    browser_call_token_ttl_seconds: int = 60
+
+    # Spend controls and resilience. Per-agent limits live in the agent's ``limits``.
+    # With REDIS_URL, concurrency leases and per-caller counters live in Redis;
+    # otherwise in the database (either way they hold across server processes).
+    redis_url: str = ""
+    platform_daily_budget_usd: float | None = None  # across all agents, per UTC day
+    # A concurrency slot is a lease renewed while the call runs; a dead process's
+    # slots free themselves after this many seconds.
+    call_lease_seconds: float = 30.0
+    # On SIGTERM: refuse new calls, let live ones finish for up to this long.
+    drain_timeout_seconds: float = 30.0
+    busy_message: str = "Sorry, all our lines are busy right now. Please call again later."
+    over_budget_message: str = "Sorry, we cannot take calls right now. Please call again later."
+    caller_cap_message: str = "Sorry, you have reached today's limit of calls to this number."
+    draining_message: str = "Sorry, we are restarting right now. Please call again in a minute."
+    log_format: str = "text"  # "json" for one JSON object per line
 
     # Server.
     host: str = "127.0.0.1"

@@ -22,6 +22,16 @@ class EndReason(StrEnum):
     CARRIER_ERROR = "carrier_error"
     SERVER_SHUTDOWN = "server_shutdown"
     COMPLETED = "completed"  # a status callback closed a call the stream never did
+    # Refused before any model session opened (spend controls, shutdown).
+    BUSY = "busy"  # the agent's max_concurrent_calls was reached
+    OVER_BUDGET = "over_budget"  # the agent's or the platform's daily budget was spent
+    CALLER_LIMIT = "caller_limit"  # the caller's daily call cap for this agent was reached
+    DRAINING = "draining"  # the server is shutting down
+
+
+REFUSED_REASONS = frozenset(
+    {EndReason.BUSY, EndReason.OVER_BUDGET, EndReason.CALLER_LIMIT, EndReason.DRAINING}
+)
 
 
 @dataclass(slots=True)
@@ -41,8 +51,12 @@ class CallRecorder(Protocol):
 
     def turn(
         self, call_id: str, role: str, text: str, *, interrupted: bool = False,
-        latency_ms: float | None = None,
-    ) -> None: ...
+        latency_ms: float | None = None, model_ms: float | None = None,
+        tool_ms: float | None = None,
+    ) -> None:
+        """``latency_ms``: caller stopped speaking → first answer audio sent to the
+        carrier; ``model_ms``: the same → first answer audio received from the model;
+        ``tool_ms``: tool time inside that wait."""
 
     def tool_invocation(
         self, call_id: str, name: str, arguments: str, result: str, *, ok: bool,
@@ -64,7 +78,8 @@ class NullRecorder:
     """Records nothing; for tools and tests that do not care."""
 
     def call_started(self, start: CallStart) -> None: ...
-    def turn(self, call_id, role, text, *, interrupted=False, latency_ms=None) -> None: ...
+    def turn(self, call_id, role, text, *, interrupted=False, latency_ms=None, model_ms=None,
+             tool_ms=None) -> None: ...
     def tool_invocation(self, call_id, name, arguments, result, *, ok, duration_ms) -> None: ...
     def event(self, call_id, kind, detail=None) -> None: ...
     def usage(self, call_id, model, usage) -> None: ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
@@ -68,6 +68,52 @@ def make_engine(url: str = DEFAULT_URL, **engine_kwargs: Any) -> Engine:
 
 
 def create_tables(engine: Engine) -> None:
-    """Create every registered table that does not exist yet (no migrations: new
-    tables only; changed columns need a migration tool)."""
+    """Create every registered table that does not exist yet, and add columns that
+    were added to an existing table since (a database from an earlier version keeps
+    working). Changed or dropped columns still need a migration tool."""
     SQLModel.metadata.create_all(engine)
+    add_missing_columns(engine)
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN`` for every model column the database lacks.
+
+    New columns are added nullable with their scalar default, so old rows read as
+    "not measured" (or 0) rather than failing. Returns ``table.column`` names added.
+    """
+    inspector = inspect(engine)
+    added: list[str] = []
+    with engine.begin() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            if not inspector.has_table(table.name, schema=table.schema):
+                continue
+            present = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                ddl = f"ALTER TABLE {table.name} ADD COLUMN {column.name} " \
+                      f"{column.type.compile(dialect=engine.dialect)}"
+                default = getattr(column.default, "arg", None)
+                if default is None and not column.nullable:
+                    default = _ZERO.get(_python_type(column))  # a count or a sum: 0
+                if isinstance(default, bool | int | float) and not callable(default):
+                    ddl += f" DEFAULT {_sql_literal(default)}"
+                conn.execute(text(ddl))
+                added.append(f"{table.name}.{column.name}")
+    return added
+
+
+_ZERO: dict[type, bool | int | float] = {bool: False, int: 0, float: 0.0}
+
+
+def _python_type(column: Any) -> type | None:
+    try:
+        return column.type.python_type
+    except NotImplementedError:
+        return None
+
+
+def _sql_literal(value: bool | int | float) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    return repr(value)

@@ -70,12 +70,20 @@ class CallBase(SQLModel):
     input_cached_tokens: int = 0
     output_text_tokens: int = 0
     output_audio_tokens: int = 0
+    # When a model session first answered; a refused call never has one. Per-time
+    # billing (``per_minute`` prices) runs from here to ``ended_at``.
+    model_connected_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    audio_seconds: float = 0.0  # model-session seconds, the unit of per-time billing
+    interruptions: int = 0  # times the caller talked over the agent
     cost_usd: float = 0.0
 
 
 class Call(CallBase, table=True):
-    # The listing screen pages newest first; this index serves that order.
-    __table_args__ = (Index("ix_call_started_at", "started_at"),)
+    # The listing screen pages newest first; budgets sum one agent's day.
+    __table_args__ = (
+        Index("ix_call_started_at", "started_at"),
+        Index("ix_call_agent_started_at", "agent", "started_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=32)  # uuid hex, minted by the bridge
 
@@ -93,7 +101,10 @@ class TurnBase(SQLModel):
     text: str
     # The caller spoke over this answer; ``text`` is what they actually heard.
     interrupted: bool = False
+    # Caller stopped speaking → first answer audio sent to the carrier (what the caller feels).
     latency_ms: float | None = None
+    model_ms: float | None = None  # … → first answer audio received from the model
+    tool_ms: float | None = None  # tool time inside that wait
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -159,3 +170,47 @@ class CallDetail(CallPublic):
     turns: list[TurnPublic] = Field(default_factory=list)
     tools: list[ToolInvocationPublic] = Field(default_factory=list)
     events: list[CallEventPublic] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- spend-control counters
+
+
+class LimitScope(SQLModel, table=True):
+    """One row per limit scope (``agent:front-desk``). Updating it first serializes
+    slot checks for that scope across processes on SQLite and PostgreSQL alike."""
+
+    scope: str = Field(primary_key=True, max_length=128)
+    version: int = 0
+
+
+class CallLease(SQLModel, table=True):
+    """A concurrency slot held by one call until ``expires_at``; renewed while the call
+    runs, so the slots of a process that died free themselves."""
+
+    scope: str = Field(primary_key=True, max_length=128)
+    holder: str = Field(primary_key=True, max_length=128)  # the carrier's call id
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class DailyCounter(SQLModel, table=True):
+    """A per-day count (calls from one caller to one agent), bumped atomically."""
+
+    key: str = Field(primary_key=True, max_length=200)
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD, UTC
+    count: int = 0
+
+
+# ---------------------------------------------------------------- per agent per day
+
+
+class AgentDay(SQLModel):
+    """One agent's calls on one UTC day: what the daily cost chart and budgets read."""
+
+    agent: str
+    day: str  # YYYY-MM-DD
+    calls: int
+    refused: int
+    cost_usd: float
+    audio_seconds: float
+    input_tokens: int
+    output_tokens: int

@@ -73,3 +73,28 @@ def cost_usd(
     """
     model = (catalog or load_catalog()).model(model_id)
     return price_usage(model.prices, usage, audio_seconds=audio_seconds)
+
+
+# What each billing kind is called on screen, in the order it is shown.
+KIND_LABELS: dict[str, str] = {
+    "text_in": "text input", "text_cached": "cached text input", "audio_in": "audio input",
+    "audio_cached": "cached audio input", "text_out": "text output",
+    "audio_out": "audio output", "per_minute": "model-session time",
+}
+
+
+def cost_breakdown(
+    prices: Mapping[str, float], usage: Usage, *, audio_seconds: float = 0.0
+) -> list[tuple[str, float, float, float]]:
+    """``(kind, quantity, rate, usd)`` per billing kind with a non-zero quantity:
+    tokens at USD per 1M, or seconds at USD per minute. Sums to ``price_usage``."""
+    rows: list[tuple[str, float, float, float]] = []
+    for kind, count in billable_tokens(usage).items():
+        if count:
+            rate = _rate(prices, kind)
+            rows.append((kind, count, rate, count * rate / TOKENS_PER_PRICE_UNIT))
+    if audio_seconds and "per_minute" in prices:
+        rate = prices["per_minute"]
+        rows.append(("per_minute", audio_seconds, rate, rate * audio_seconds / SECONDS_PER_MINUTE))
+    order = list(KIND_LABELS)
+    return sorted(rows, key=lambda row: order.index(row[0]))

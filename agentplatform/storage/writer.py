@@ -7,10 +7,18 @@ background thread takes commands in order and applies whatever has piled up in a
 single short transaction: one commit for a burst of transcript turns instead of
 one each.
 
-Faults stay inside the writer. If a batch fails, it is rolled back and replayed
-one command per transaction, so one bad command (a dropped table, a duplicate id)
-loses only itself; the error is logged and the thread carries on with the next
-batch. Nothing raises back into the bridge.
+Faults stay inside the writer. If a batch fails while the database is down (a
+restart, a killed connection, a failover), the batch is kept and retried with
+backoff until the database answers again; meanwhile the queue keeps taking
+commands, so the audio path never waits. If it fails while the database is up,
+the command is at fault: the batch is rolled back and replayed one command per
+transaction, so one bad command (a dropped table, a duplicate id) loses only
+itself. Nothing raises back into the bridge.
+
+The queue is bounded where it can be: past ``max_queue`` commands waiting, call
+events are shed (and counted); past twice that, transcript turns and tool calls
+too. What a bill or a call's ending depends on (start, usage, model, end) is
+never shed — a few commands per call, so memory stays bounded by calls, not time.
 
 Only the writer thread touches the database session and the per-call bookkeeping
 (next transcript seq, calls this process opened), so none of it needs a lock.
@@ -19,15 +27,18 @@ Only the writer thread touches the database session and the per-call bookkeeping
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, func, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
 
 from agentplatform.catalog import Catalog
@@ -40,7 +51,13 @@ from agentplatform.storage.pricing import cost_usd
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH = 500
+DEFAULT_MAX_QUEUE = 50_000
+RETRY_FIRST_SECONDS = 0.2
+RETRY_MAX_SECONDS = 5.0
 _ID_CHUNK = 500  # ids per IN (...) clause when closing many calls at once
+# The bridge's event for the caller talking over the agent; counted on the call row.
+INTERRUPTION_EVENT = "barge_in"
+_CLOSE_COLUMNS = (Call.id, Call.started_at, Call.model, Call.ended_at, Call.model_connected_at)
 
 
 # ---------------------------------------------------------------- commands
@@ -59,6 +76,8 @@ class _TurnAdded:
     text: str
     interrupted: bool
     latency_ms: float | None
+    model_ms: float | None
+    tool_ms: float | None
     at: datetime
 
 
@@ -92,6 +111,7 @@ class _UsageAdded:
 class _ModelServed:
     call_id: str
     model: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,15 +152,22 @@ _Write = (
     | _CallEnded | _ClosedByCarrier | _CloseOpenCalls
 )
 _Command = _Write | _Barrier | _Stop
+# Shed first when the queue is over its bound, then the second tier at twice the bound.
+_SHED_FIRST: tuple[type, ...] = (_EventAdded,)
+_SHED_SECOND: tuple[type, ...] = (_TurnAdded, _ToolInvoked)
 
 
 @dataclass(slots=True)
 class WriterStats:
-    """Counters for a status page: commands waiting, written, and lost to errors."""
+    """Counters for a status page: commands waiting, written, lost to errors, shed
+    by the queue bound, and write attempts retried while the database was down."""
 
     queued: int = 0
     applied: int = 0
     failed: int = 0
+    dropped: int = 0
+    retries: int = 0
+    database_down: bool = False
 
 
 # ---------------------------------------------------------------- the writer
@@ -156,21 +183,31 @@ class CallWriter:
 
     def __init__(
         self, engine: Engine, *, catalog: Catalog | None = None,
-        max_batch: int = DEFAULT_MAX_BATCH,
+        max_batch: int = DEFAULT_MAX_BATCH, max_queue: int = DEFAULT_MAX_QUEUE,
+        retry_first: float = RETRY_FIRST_SECONDS, retry_max: float = RETRY_MAX_SECONDS,
+        on_cost: Callable[[str, float], None] | None = None,
     ) -> None:
         self._engine = engine
         self._catalog = catalog
         self._max_batch = max_batch
+        self._max_queue = max_queue
+        self._retry_first, self._retry_max = retry_first, retry_max
+        # Told (model, usd) for every priced amount, from the writer thread.
+        self._on_cost = on_cost
         self._queue: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._applied = 0
         self._failed = 0
+        self._dropped = 0
+        self._retries = 0
+        self._database_down = False
         # Writer-thread state.
         self._next_seq: dict[str, int] = {}
         self._open: set[str] = set()  # calls this process started and has not seen closed
         self._closed_in_tx: list[str] = []  # forgotten only once their close commits
         self._unpriced: set[str] = set()
+        self._costs_in_tx: list[tuple[str, float]] = []
         self._handlers: dict[type, Callable[[Session, Any], None]] = {
             _CallStarted: self._on_call_started,
             _TurnAdded: self._on_turn,
@@ -227,7 +264,9 @@ class CallWriter:
         await done
 
     def stats(self) -> WriterStats:
-        return WriterStats(queued=self._queue.qsize(), applied=self._applied, failed=self._failed)
+        return WriterStats(queued=self._queue.qsize(), applied=self._applied, failed=self._failed,
+                           dropped=self._dropped, retries=self._retries,
+                           database_down=self._database_down)
 
     # ------------------------------------------------------------ CallRecorder
 
@@ -236,9 +275,11 @@ class CallWriter:
 
     def turn(
         self, call_id: str, role: str, text: str, *, interrupted: bool = False,
-        latency_ms: float | None = None,
+        latency_ms: float | None = None, model_ms: float | None = None,
+        tool_ms: float | None = None,
     ) -> None:
-        self._put(_TurnAdded(call_id, role, text, interrupted, latency_ms, utcnow()))
+        self._put(_TurnAdded(call_id, role, text, interrupted, latency_ms, model_ms, tool_ms,
+                             utcnow()))
 
     def tool_invocation(
         self, call_id: str, name: str, arguments: str, result: str, *, ok: bool,
@@ -254,7 +295,7 @@ class CallWriter:
         self._put(_UsageAdded(call_id, model, replace(usage)))
 
     def model_served(self, call_id: str, model: str) -> None:
-        self._put(_ModelServed(call_id, model))
+        self._put(_ModelServed(call_id, model, utcnow()))
 
     def call_ended(self, call_id: str, reason: EndReason, detail: str = "") -> None:
         self._put(_CallEnded(call_id, reason, detail, utcnow()))
@@ -270,7 +311,21 @@ class CallWriter:
         if self._closed:
             log.warning("call writer is closed; dropped %s", type(command).__name__)
             return
+        if self._over_bound(command):
+            self._dropped += 1
+            if self._dropped == 1 or self._dropped % 1000 == 0:
+                log.error("call writer queue over its bound (%d waiting); %d records shed so far",
+                          self._queue.qsize(), self._dropped)
+            return
         self._queue.put(command)
+
+    def _over_bound(self, command: _Command) -> bool:
+        if not isinstance(command, _SHED_FIRST + _SHED_SECOND):
+            return False
+        waiting = self._queue.qsize()
+        if isinstance(command, _SHED_FIRST):
+            return waiting >= self._max_queue
+        return waiting >= 2 * self._max_queue
 
     # ------------------------------------------------------------ the thread
 
@@ -299,29 +354,66 @@ class CallWriter:
     def _apply(self, batch: list[_Write]) -> None:
         if not batch:
             return
-        self._closed_in_tx = []
-        try:
-            with Session(self._engine) as session:
-                for command in batch:
-                    self._handlers[type(command)](session, command)
-                session.commit()
-        except Exception as exc:
-            # Per-call counters may have advanced for writes that were rolled back.
-            self._next_seq.clear()
-            if len(batch) > 1:
-                log.warning("call-record batch of %d failed (%s); retrying one by one",
-                            len(batch), exc)
-                for command in batch:
-                    self._apply([command])
-                return
-            self._failed += 1
-            log.error("call-record write %s failed: %s", _describe(batch[0]), exc,
-                      exc_info=log.isEnabledFor(logging.DEBUG))
-            return
+        attempt = 0
+        while True:
+            self._closed_in_tx = []
+            self._costs_in_tx = []
+            try:
+                with Session(self._engine) as session:
+                    for command in batch:
+                        self._handlers[type(command)](session, command)
+                    session.commit()
+                break
+            except Exception as exc:
+                # Per-call counters may have advanced for writes that were rolled back.
+                self._next_seq.clear()
+                if not self._database_unreachable(exc):
+                    self._database_down = False
+                    self._isolate(batch, exc)
+                    return
+                attempt += 1
+                self._retries += 1
+                self._database_down = True
+                delay = min(self._retry_max, self._retry_first * 2 ** min(attempt - 1, 16))
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("database unreachable (%s); keeping %d records, retry %d in %.1f s",
+                                _first_line(exc), len(batch), attempt, delay)
+                time.sleep(delay)
+        if self._database_down:
+            log.warning("database reachable again; wrote %d held records", len(batch))
+            self._database_down = False
         self._applied += len(batch)
         for call_id in self._closed_in_tx:
             self._open.discard(call_id)
             self._next_seq.pop(call_id, None)
+        if self._on_cost is not None:
+            for model, usd in self._costs_in_tx:
+                with _suppress_all("cost callback"):
+                    self._on_cost(model, usd)
+
+    def _database_unreachable(self, exc: Exception) -> bool:
+        """Whether ``exc`` came from the database being away rather than the command:
+        only connection-level errors qualify, and only if a trivial query fails too."""
+        if not isinstance(exc, DBAPIError):
+            return False
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return True
+        return False
+
+    def _isolate(self, batch: list[_Write], exc: Exception) -> None:
+        """The database is up, so a command is at fault: replay one per transaction."""
+        if len(batch) > 1:
+            log.warning("call-record batch of %d failed (%s); retrying one by one",
+                        len(batch), _first_line(exc))
+            for command in batch:
+                self._apply([command])
+            return
+        self._failed += 1
+        log.error("call-record write %s failed: %s", _describe(batch[0]), _first_line(exc),
+                  exc_info=log.isEnabledFor(logging.DEBUG))
 
     # ------------------------------------------------------------ handlers
 
@@ -339,7 +431,7 @@ class CallWriter:
         session.add(Turn(
             call_id=cmd.call_id, seq=self._take_seq(session, cmd.call_id), role=cmd.role,
             text=cmd.text, interrupted=cmd.interrupted, latency_ms=cmd.latency_ms,
-            created_at=cmd.at,
+            model_ms=cmd.model_ms, tool_ms=cmd.tool_ms, created_at=cmd.at,
         ))
 
     def _on_tool(self, session: Session, cmd: _ToolInvoked) -> None:
@@ -351,6 +443,9 @@ class CallWriter:
     def _on_event(self, session: Session, cmd: _EventAdded) -> None:
         session.add(CallEvent(call_id=cmd.call_id, kind=cmd.kind, detail=cmd.detail,
                               created_at=cmd.at))
+        if cmd.kind == INTERRUPTION_EVENT:
+            session.exec(update(Call).where(Call.id == cmd.call_id)
+                         .values(interruptions=Call.interruptions + 1))
 
     def _on_usage(self, session: Session, cmd: _UsageAdded) -> None:
         u = cmd.usage
@@ -369,10 +464,14 @@ class CallWriter:
 
     def _on_model_served(self, session: Session, cmd: _ModelServed) -> None:
         session.exec(update(Call).where(Call.id == cmd.call_id).values(model=cmd.model))
+        # The first model to answer starts the per-time billing clock.
+        session.exec(update(Call).where(Call.id == cmd.call_id,
+                                        Call.model_connected_at.is_(None))
+                     .values(model_connected_at=cmd.at))
 
     def _on_call_ended(self, session: Session, cmd: _CallEnded) -> None:
         row = session.exec(
-            select(Call.id, Call.started_at, Call.model, Call.ended_at)
+            select(*_CLOSE_COLUMNS)
             .where(Call.id == cmd.call_id)
         ).first()
         if row is None:
@@ -386,7 +485,7 @@ class CallWriter:
 
     def _on_closed_by_carrier(self, session: Session, cmd: _ClosedByCarrier) -> None:
         rows = session.exec(
-            select(Call.id, Call.started_at, Call.model, Call.ended_at)
+            select(*_CLOSE_COLUMNS)
             .where(Call.carrier_call_id == cmd.carrier_call_id, Call.ended_at.is_(None))
         ).all()
         for row in rows:
@@ -397,7 +496,7 @@ class CallWriter:
         ids = sorted(self._open)
         for i in range(0, len(ids), _ID_CHUNK):
             rows = session.exec(
-                select(Call.id, Call.started_at, Call.model, Call.ended_at)
+                select(*_CLOSE_COLUMNS)
                 .where(Call.id.in_(ids[i:i + _ID_CHUNK]), Call.ended_at.is_(None))
             ).all()
             for row in rows:
@@ -411,14 +510,18 @@ class CallWriter:
         self, session: Session, row: Any, reason: EndReason, detail: str, at: datetime
     ) -> None:
         duration = max((at - row.started_at).total_seconds(), 0.0)
-        # Duration-billed models (per_minute) are priced once the length is known.
-        duration_cost = self._price(row.model, Usage(), audio_seconds=duration)
+        # Per-time billing runs while a model session was open: never for a call
+        # refused before one opened.
+        connected = row.model_connected_at
+        audio_seconds = max((at - connected).total_seconds(), 0.0) if connected else 0.0
+        duration_cost = self._price(row.model, Usage(), audio_seconds=audio_seconds)
         # ``ended_at IS NULL`` in the UPDATE keeps the first reason even when another
         # process (a status callback) closes the same call at the same moment.
         session.exec(
             update(Call).where(Call.id == row.id, Call.ended_at.is_(None)).values(
                 ended_at=at, end_reason=str(reason), end_detail=detail,
-                duration_seconds=duration, cost_usd=Call.cost_usd + duration_cost,
+                duration_seconds=duration, audio_seconds=audio_seconds,
+                cost_usd=Call.cost_usd + duration_cost,
             )
         )
         self._closed_in_tx.append(row.id)
@@ -433,12 +536,31 @@ class CallWriter:
 
     def _price(self, model: str, usage: Usage, *, audio_seconds: float = 0.0) -> float:
         try:
-            return cost_usd(model, usage, audio_seconds=audio_seconds, catalog=self._catalog)
+            usd = cost_usd(model, usage, audio_seconds=audio_seconds, catalog=self._catalog)
+            if usd:
+                self._costs_in_tx.append((model, usd))
+            return usd
         except CatalogError:
             if model not in self._unpriced:
                 self._unpriced.add(model)
                 log.warning("no prices for model %r; its cost is recorded as 0", model)
             return 0.0
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class _suppress_all(contextlib.AbstractContextManager[None]):
+    """Log and swallow any error: a metrics callback must never break a write."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc is not None:
+            log.debug("%s failed: %r", self._what, exc)
+        return True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

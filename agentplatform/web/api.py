@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from agentplatform.storage import queries
 
@@ -49,12 +50,24 @@ async def get_call(request: Request, call_id: str) -> dict[str, object]:
     return detail.model_dump(mode="json")
 
 
+@router.get("/metrics")
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus exposition: calls, refusals, latency histograms, provider errors,
+    malformed carrier messages, cost, the writer's backlog (this process only)."""
+    return Response(request.app.state.observer.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
 @router.get("/debug/metrics")
 async def metrics(request: Request) -> dict[str, object]:
-    return request.app.state.metrics.snapshot()
+    from agentplatform.cascade.metrics import CASCADE_METRICS
+
+    return {**request.app.state.metrics.snapshot(), "cascade": CASCADE_METRICS.snapshot()}
 
 
 @router.post("/debug/metrics/reset")
 async def reset_metrics(request: Request) -> dict[str, str]:
+    from agentplatform.cascade.metrics import CASCADE_METRICS
+
     request.app.state.metrics.reset()
+    CASCADE_METRICS.reset()
     return {"status": "reset"}

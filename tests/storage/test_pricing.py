@@ -81,3 +81,42 @@ def test_missing_cached_rate_falls_back_to_full_input_rate() -> None:
 
 def test_missing_rates_bill_nothing() -> None:
     assert price_usage({}, Usage(input_text=10, output_audio=10), audio_seconds=60) == 0
+
+
+def test_breakdown_by_kind_matches_a_hand_computed_bill() -> None:
+    from agentplatform.storage.pricing import cost_breakdown
+
+    prices = {"text_in": 4.0, "text_cached": 0.40, "text_out": 16.0, "audio_in": 32.0,
+              "audio_cached": 0.40, "audio_out": 64.0}
+    # 1,000 text + 3,000 audio input, 2,000 of it cached (split 1:3 → 500 text, 1,500 audio),
+    # 100 text and 2,000 audio output.
+    usage = Usage(input_text=1000, input_audio=3000, input_cached=2000, output_text=100,
+                  output_audio=2000)
+    rows = {kind: (qty, usd) for kind, qty, _, usd in cost_breakdown(prices, usage)}
+    assert rows["text_in"] == (500, pytest.approx(500 * 4.0 / 1e6))        # $0.002
+    assert rows["text_cached"] == (500, pytest.approx(500 * 0.40 / 1e6))   # $0.0002
+    assert rows["audio_in"] == (1500, pytest.approx(1500 * 32.0 / 1e6))    # $0.048
+    assert rows["audio_cached"] == (1500, pytest.approx(1500 * 0.40 / 1e6))  # $0.0006
+    assert rows["text_out"] == (100, pytest.approx(100 * 16.0 / 1e6))      # $0.0016
+    assert rows["audio_out"] == (2000, pytest.approx(2000 * 64.0 / 1e6))   # $0.128
+    total = sum(usd for _, usd in rows.values())
+    assert total == pytest.approx(0.1804)
+    assert total == pytest.approx(price_usage(prices, usage))
+
+
+def test_breakdown_bills_model_session_time_per_minute() -> None:
+    from agentplatform.storage.pricing import cost_breakdown
+
+    # 90 s at $0.05/min is $0.075; no tokens are listed for a per-minute model.
+    assert cost_breakdown({"per_minute": 0.05}, Usage(), audio_seconds=90.0) == [
+        ("per_minute", 90.0, 0.05, pytest.approx(0.075))]
+
+
+def test_every_catalog_model_has_dated_prices() -> None:
+    from datetime import date
+
+    # Every priced model says when its prices were checked (free local models list none).
+    priced = [m for m in load_catalog().models.values() if m.prices]
+    assert priced
+    for model in priced:
+        assert date.fromisoformat(model.prices_as_of) <= date.today(), model.id

@@ -138,24 +138,46 @@ async def test_usage_accumulates_tokens_and_cost_from_the_catalog(
         3600, 400, 1000)
 
 
-async def test_per_minute_model_is_billed_for_the_call_duration_at_close(
+async def test_per_minute_model_is_billed_for_the_model_session_seconds_at_close(
     engine: Engine, writer: CallWriter,
 ) -> None:
     rate = load_catalog().model("xai/grok-voice").prices["per_minute"]
     start = _start(model="xai/grok-voice")
     writer.call_started(start)
+    writer.model_served(start.call_id, "xai/grok-voice")
     await writer.flush()
-    with Session(engine) as session:  # pretend the call began two minutes ago
+    with Session(engine) as session:  # the call rang 3 minutes ago; the model answered at 2
         session.exec(update(Call).where(Call.id == start.call_id).values(
-            started_at=datetime.now(UTC) - timedelta(minutes=2)))
+            started_at=datetime.now(UTC) - timedelta(minutes=3),
+            model_connected_at=datetime.now(UTC) - timedelta(minutes=2)))
         session.commit()
     writer.call_ended(start.call_id, EndReason.CALLER_HUNG_UP)
     await writer.flush()
 
     call = find_by_carrier_id(engine, start.carrier_call_id)
     assert call is not None and call.duration_seconds is not None
-    assert call.duration_seconds >= 120
-    assert call.cost_usd == pytest.approx(call.duration_seconds / 60 * rate)
+    assert call.duration_seconds >= 180
+    assert 120 <= call.audio_seconds < call.duration_seconds
+    assert call.cost_usd == pytest.approx(call.audio_seconds / 60 * rate)
+
+
+async def test_a_call_refused_before_any_model_session_costs_nothing(
+    engine: Engine, writer: CallWriter,
+) -> None:
+    start = _start(model="xai/grok-voice")
+    writer.call_started(start)
+    await writer.flush()
+    with Session(engine) as session:
+        session.exec(update(Call).where(Call.id == start.call_id).values(
+            started_at=datetime.now(UTC) - timedelta(minutes=2)))
+        session.commit()
+    writer.call_ended(start.call_id, EndReason.BUSY, "max_concurrent_calls 1 reached")
+    await writer.flush()
+
+    call = find_by_carrier_id(engine, start.carrier_call_id)
+    assert call is not None
+    assert call.end_reason == "busy" and call.duration_seconds >= 120
+    assert call.audio_seconds == 0.0 and call.cost_usd == 0.0
 
 
 async def test_second_call_ended_keeps_the_first_reason(

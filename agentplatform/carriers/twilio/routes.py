@@ -53,8 +53,13 @@ def connect_twiml(url: str, parameters: dict[str, str]) -> str:
 
 
 def unknown_number_twiml() -> str:
+    return say_and_hang_up_twiml(UNKNOWN_NUMBER_MESSAGE)
+
+
+def say_and_hang_up_twiml(message: str) -> str:
+    """``<Say>message</Say><Hangup/>``: a refusal the caller hears, with no stream."""
     response = VoiceResponse()
-    response.say(UNKNOWN_NUMBER_MESSAGE)
+    response.say(message)
     response.hangup()
     return str(response)
 
@@ -67,9 +72,12 @@ def build_router(
     on_call_status: Callable[[str, str], None],
     tokens: StreamTokens | None = None,
     control: TwilioCallControl | None = None,
+    admit: Callable[[str, str, str, str], Awaitable[str | None]] | None = None,
 ) -> APIRouter:
     """The Twilio endpoints. ``tokens`` and ``control`` default to ones built from
-    ``settings`` (control is ``None`` without credentials)."""
+    ``settings`` (control is ``None`` without credentials). ``admit(call_sid, agent,
+    from, to)`` answers ``None`` to connect the call, or what to say before hanging
+    up (spend controls, shutdown) — then no stream is opened."""
     tokens = tokens or StreamTokens.from_settings(settings)
     if control is None:
         control = TwilioCallControl.from_settings(settings)
@@ -97,8 +105,12 @@ def build_router(
         if not agent or not call_sid:
             log.info("call %s to %s: no agent answers this number", call_sid, to)
             return Response(unknown_number_twiml(), media_type=XML)
+        caller = str(form.get("From", ""))
+        refusal = await admit(call_sid, agent, caller, to) if admit is not None else None
+        if refusal is not None:
+            return Response(say_and_hang_up_twiml(refusal), media_type=XML)
         token = tokens.mint(call_sid, agent, settings.stream_token_ttl_seconds)
-        params = {"agent": agent, TOKEN_PARAMETER: token, "from": str(form.get("From", "")), "to": to}
+        params = {"agent": agent, TOKEN_PARAMETER: token, "from": caller, "to": to}
         url = stream_url(settings, request.headers.get("host", request.url.netloc))
         return Response(connect_twiml(url, params), media_type=XML)
 

@@ -1,0 +1,86 @@
+"""Admission: whether a new call is taken, and what happens to one that is not.
+
+Joins the spend-control gate, the shutdown drain, the call records and the
+metrics, so the application wires one object and the carrier routes ask one
+question. Every refused call is recorded — a call row that starts and ends at
+once with its reason (``busy``, ``over_budget``, ``caller_limit``, ``draining``)
+and no model — so admins see refusals in the calls list, and the cost of a refused
+call is zero because no model session ever opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from agentplatform.agents.spec import AgentSpec
+from agentplatform.carriers.base import CallAudio
+from agentplatform.limits.drain import Drain
+from agentplatform.limits.gate import CallGate, Refusal
+from agentplatform.observability.metrics import PlatformMetrics
+from agentplatform.records import CallRecorder, CallStart, EndReason
+
+log = logging.getLogger(__name__)
+
+
+class Admission:
+    def __init__(self, gate: CallGate, drain: Drain, recorder: CallRecorder,
+                 metrics: PlatformMetrics | None = None) -> None:
+        self.gate = gate
+        self.drain = drain
+        self._recorder = recorder
+        self._metrics = metrics
+        self._gate_errors_seen = 0
+
+    async def at_webhook(self, call_sid: str, agent: AgentSpec, from_number: str,
+                         to_number: str) -> str | None:
+        """``None`` to connect the call; else the sentence the caller hears before
+        the carrier hangs up (no stream is opened)."""
+        if self.drain.draining:
+            refusal = Refusal(EndReason.DRAINING, self.drain.message, "server is shutting down")
+        else:
+            refusal = await self.gate.admit(call_sid, agent, from_number)
+            self._count_gate_errors()
+        if refusal is None:
+            return None
+        self._record(refusal, call_sid, agent, from_number, to_number)
+        return refusal.message
+
+    async def at_stream(self, audio: CallAudio, agent: AgentSpec) -> bool:
+        """Before the model session opens: take the call's slot. On refusal the caller
+        hears the message through the carrier's hang-up and no model session opens."""
+        info = audio.info
+        refusal = await self.gate.claim(info.call_id, agent)
+        self._count_gate_errors()
+        if refusal is None:
+            return True
+        self._record(refusal, info.call_id, agent, info.from_number, info.to_number)
+        await audio.hang_up(say=refusal.message)
+        return False
+
+    async def release(self, call_sid: str) -> None:
+        await self.gate.release(call_sid)
+
+    async def call_finished_at_carrier(self, call_sid: str) -> None:
+        """The carrier says the call is over; a slot reserved at the webhook for a
+        stream that never started is freed now rather than at lease expiry."""
+        await self.gate.release_unclaimed(call_sid)
+
+    def _record(self, refusal: Refusal, call_sid: str, agent: AgentSpec, from_number: str,
+                to_number: str) -> None:
+        log.info("refused call %s to %s from %s: %s (%s)", call_sid, agent.name, from_number,
+                 refusal.reason, refusal.detail)
+        call_id = uuid.uuid4().hex
+        self._recorder.call_started(CallStart(
+            call_id=call_id, carrier_call_id=call_sid, agent=agent.name, model=agent.model,
+            from_number=from_number, to_number=to_number,
+        ))
+        self._recorder.call_ended(call_id, refusal.reason, refusal.detail)
+        if self._metrics is not None:
+            self._metrics.calls_refused.labels(str(refusal.reason)).inc()
+            self._metrics.calls_ended.labels(str(refusal.reason)).inc()
+
+    def _count_gate_errors(self) -> None:
+        if self._metrics is not None and self.gate.errors > self._gate_errors_seen:
+            self._metrics.limit_check_errors.inc(self.gate.errors - self._gate_errors_seen)
+        self._gate_errors_seen = self.gate.errors

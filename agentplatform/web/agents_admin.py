@@ -1,0 +1,286 @@
+"""Admin screens for agents: list, create, edit (tabs + raw YAML), duplicate, delete.
+
+Every write goes through ``AgentStore.check``/``save``: the file is written atomically
+and only when it validates, so a refused save leaves the file byte for byte as it was
+and the page shows each error beside its field. File work runs in a worker thread (the
+event loop also carries live calls) under one lock, so two saves never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from agentplatform.agents.issues import AgentInvalid, AgentNotFound, Issue, errors_in, warnings_in
+from agentplatform.agents.spec import AgentSpec
+from agentplatform.agents.store import AgentStore
+from agentplatform.agents.validation import check_text
+from agentplatform.agents.yamlio import REMOVE, set_fields
+from agentplatform.catalog import Catalog
+from agentplatform.errors import AgentError
+from agentplatform.web.agent_form import (
+    NEW_TOOL, FormResult, apply_form, tab_of, values_from_form, values_from_spec,
+)
+from agentplatform.web.auth import require_csrf
+from agentplatform.web.templating import templates
+
+router = APIRouter(dependencies=[Depends(require_csrf)])
+TAB_NAMES = {"general": "General", "speech": "Speech & Telephony", "tools": "Tools",
+             "advanced": "Advanced", "yaml": "YAML"}
+
+NEW_AGENT_TEMPLATE = """\
+# {description}
+# Edit this agent on its page in the admin screens, or here by hand; comments are kept.
+
+name: {name}
+description: {description}
+model: {model}
+greeting: Hello! How can I help you today?
+prompt: |
+  You are a helpful assistant answering the phone. Speak briefly and warmly.
+"""
+
+
+def _store(request: Request) -> AgentStore:
+    return request.app.state.platform.store
+
+
+def _lock(request: Request) -> asyncio.Lock:
+    lock = getattr(request.app.state, "agents_lock", None)
+    if lock is None:
+        lock = request.app.state.agents_lock = asyncio.Lock()
+    return lock
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def catalog_choices(catalog: Catalog) -> dict[str, Any]:
+    """Dropdown contents: models grouped by provider, each provider's voices, the
+    cascade's speech services (empty when the catalog has none)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for model in catalog.models.values():
+        provider = model.provider
+        group = groups.setdefault(provider.name, {"label": provider.label, "models": []})
+        group["models"].append({"id": model.id, "text": model.text_modality})
+    voices = {m.id: list(m.voices) for m in catalog.models.values()}
+    defaults = {m.id: m.provider.default_voice for m in catalog.models.values()}
+    stt = getattr(catalog, "stt_services", {}) or {}
+    tts = getattr(catalog, "tts_services", {}) or {}
+    return {
+        "model_groups": groups, "voices": voices, "default_voices": defaults,
+        "stt_services": {n: {"label": s.label, "models": list(s.models)} for n, s in stt.items()},
+        "tts_services": {n: {"label": s.label, "voices": list(s.voices),
+                             "default": s.default_voice} for n, s in tts.items()},
+    }
+
+
+# ------------------------------------------------------------------ list
+
+
+@router.get("/", response_class=HTMLResponse)
+async def agents_page(request: Request, deleted: str | None = None) -> HTMLResponse:
+    store = _store(request)
+    store.refresh()
+    broken = [{"name": Path(file).stem, "file": Path(file).name, "issues": errors_in(issues)}
+              for file, issues in sorted(store.problems.items())]
+    return templates.TemplateResponse(request, "agents.html", {
+        "agents": sorted(store.agents.values(), key=lambda a: a.name), "broken": broken,
+        "deleted": deleted,
+    })
+
+
+# ------------------------------------------------------------------ create
+
+
+@router.get("/agents/new", response_class=HTMLResponse)
+async def new_agent_form(request: Request) -> HTMLResponse:
+    return _new_page(request, {"name": "", "description": "", "model": "openai/gpt-realtime"}, {})
+
+
+def _new_page(request: Request, values: dict[str, str], errors: dict[str, list[str]],
+              status: int = 200) -> HTMLResponse:
+    return templates.TemplateResponse(request, "agent_new.html", {
+        "values": values, "errors": errors, **catalog_choices(_store(request).catalog),
+    }, status_code=status)
+
+
+@router.post("/agents/new")
+async def create_agent(request: Request, name: str = Form(""), description: str = Form(""),
+                       model: str = Form("")) -> Response:
+    store = _store(request)
+    values = {"name": name.strip(), "description": description.strip() or "A new agent.",
+              "model": model.strip()}
+    errors: dict[str, list[str]] = {}
+    if store.path_for(values["name"]) is not None:
+        errors["name"] = [f"an agent file named {values['name']}.yaml already exists"]
+        return _new_page(request, values, errors, 422)
+    text = NEW_AGENT_TEMPLATE.format(**{k: v.replace("\n", " ") for k, v in values.items()})
+    try:
+        async with _lock(request):
+            await asyncio.to_thread(store.save, values["name"], text)
+    except AgentInvalid as exc:
+        for issue in errors_in(exc.issues):
+            errors.setdefault(issue.field, []).append(issue.message)
+        return _new_page(request, values, errors, 422)
+    return RedirectResponse(f"/agents/{values['name']}?saved=created", status_code=303)
+
+
+# ------------------------------------------------------------------ edit
+
+
+def _read(store: AgentStore, name: str) -> tuple[Path, str]:
+    path = store.path_for(name)
+    if path is None:
+        raise HTTPException(status_code=404, detail=f"no agent named {name!r}")
+    return path, path.read_text(encoding="utf-8")
+
+
+def _issue_map(issues: list[Issue], result: FormResult | None) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for issue in issues:
+        key = result.form_field(issue.field) if result else issue.field
+        found.setdefault(key, []).append(issue.message)
+    return found
+
+
+def _edit_page(request: Request, name: str, *, text: str, base: str, spec: AgentSpec | None,
+               issues: list[Issue], values: dict[str, Any] | None = None,
+               errors: dict[str, list[str]] | None = None, tab: str = "general",
+               yaml_text: str | None = None, saved: str | None = None,
+               status: int = 200) -> HTMLResponse:
+    errors = errors if errors is not None else _issue_map(errors_in(issues), None)
+    notes = _issue_map(warnings_in(issues), None)
+    if spec is None and values is None:
+        tab = "yaml"  # a file that does not load can only be fixed as text
+    if errors:
+        tab = tab_of(next(iter(errors)))
+    error_tabs = {tab_of(k) for k in errors}
+    return templates.TemplateResponse(request, "agent_edit.html", {
+        "name": name, "spec": spec, "values": values or (values_from_spec(spec) if spec else {}),
+        "errors": errors, "notes": notes, "tab": tab, "tabs": TAB_NAMES,
+        "error_tabs": error_tabs, "yaml_text": yaml_text if yaml_text is not None else text,
+        "base": base, "saved": saved, "all_issues": issues, "new_tool": NEW_TOOL,
+        **catalog_choices(_store(request).catalog),
+    }, status_code=status)
+
+
+@router.get("/agents/{name}", response_class=HTMLResponse)
+async def edit_agent(request: Request, name: str, tab: str = "general",
+                     saved: str | None = None) -> HTMLResponse:
+    store = _store(request)
+    store.refresh()
+    path, text = await asyncio.to_thread(_read, store, name)
+    spec, issues = check_text(text, file=str(path), catalog=store.catalog,
+                              settings=request.app.state.platform.settings)
+    return _edit_page(request, name, text=text, base=_digest(text), spec=spec, issues=issues,
+                      tab=tab if tab in TAB_NAMES else "general", saved=saved)
+
+
+@router.post("/agents/{name}")
+async def save_agent(request: Request, name: str) -> Response:
+    store = _store(request)
+    form = await request.form()
+    tab = str(form.get("tab", "general"))
+    slots = [str(s) for s in form.getlist("webhook_slot")]
+    async with _lock(request):
+        path, text = await asyncio.to_thread(_read, store, name)
+        spec, issues = check_text(text, file=str(path), catalog=store.catalog,
+                                  settings=request.app.state.platform.settings)
+        if str(form.get("base", "")) != _digest(text):
+            return _edit_page(request, name, text=text, base=_digest(text), spec=spec,
+                              issues=issues, tab=tab, status=409, errors={"(file)": [
+                                  "the file changed on disk since this page was opened; "
+                                  "your edits were not saved — reload and make them again"]})
+        if spec is None:
+            raise HTTPException(status_code=409, detail="this file does not load; fix it on "
+                                "the YAML tab first")
+        result = apply_form(text, spec, form, file=str(path), slots=slots)
+        if not result.errors:
+            _, new_issues = await asyncio.to_thread(store.check, name, result.text)
+            result.place(errors_in(new_issues))
+        if result.errors:
+            return _edit_page(request, name, text=text, base=_digest(text), spec=spec,
+                              issues=issues, values=values_from_form(form, slots),
+                              errors=result.errors, tab=tab, status=422)
+        if result.text != text:
+            await asyncio.to_thread(store.save, name, result.text)
+    return RedirectResponse(f"/agents/{name}?tab={tab}&saved="
+                            f"{'saved' if result.text != text else 'unchanged'}", status_code=303)
+
+
+@router.post("/agents/{name}/yaml")
+async def save_yaml(request: Request, name: str, yaml_text: str = Form(""),
+                    base: str = Form("")) -> Response:
+    store = _store(request)
+    new_text = yaml_text.replace("\r\n", "\n")
+    async with _lock(request):
+        path, text = await asyncio.to_thread(_read, store, name)
+        spec, issues = check_text(text, file=str(path), catalog=store.catalog,
+                                  settings=request.app.state.platform.settings)
+        if base != _digest(text):
+            errors = {"(file)": ["the file changed on disk since this page was opened; "
+                                 "copy your text, reload, and apply it again"]}
+        else:
+            _, new_issues = await asyncio.to_thread(store.check, name, new_text)
+            errors = _issue_map(errors_in(new_issues), None)
+            errors = {f"yaml:{k}": v for k, v in errors.items()}
+            if not errors:
+                await asyncio.to_thread(store.save, name, new_text)
+                return RedirectResponse(f"/agents/{name}?tab=yaml&saved=saved", status_code=303)
+            issues = new_issues
+        return _edit_page(request, name, text=text, base=_digest(text), spec=spec,
+                          issues=issues, errors=errors, tab="yaml", yaml_text=yaml_text,
+                          status=422)
+
+
+# ------------------------------------------------------------------ duplicate, delete
+
+
+@router.post("/agents/{name}/duplicate")
+async def duplicate_agent(request: Request, name: str, new_name: str = Form("")) -> Response:
+    store = _store(request)
+    new_name = new_name.strip()
+    async with _lock(request):
+        path, text = await asyncio.to_thread(_read, store, name)
+        problem = ""
+        if store.path_for(new_name) is not None:
+            problem = f"an agent file named {new_name}.yaml already exists"
+        else:
+            try:
+                # Phone numbers belong to one agent: the copy starts with none.
+                copy = set_fields(text, {"name": new_name, "phone_numbers": REMOVE},
+                                  file=str(path))
+                await asyncio.to_thread(store.save, new_name, copy)
+            except AgentInvalid as exc:
+                problem = "; ".join(f"{i.field}: {i.message}" for i in errors_in(exc.issues))
+            except AgentError as exc:
+                problem = exc.message
+    if problem:
+        raise HTTPException(status_code=422, detail=f"cannot duplicate {name} as "
+                            f"{new_name!r}: {problem}")
+    return RedirectResponse(f"/agents/{new_name}?saved=duplicated", status_code=303)
+
+
+@router.get("/agents/{name}/delete", response_class=HTMLResponse)
+async def confirm_delete(request: Request, name: str) -> HTMLResponse:
+    path, _ = await asyncio.to_thread(_read, _store(request), name)
+    return templates.TemplateResponse(request, "agent_delete.html",
+                                      {"name": name, "file": path.name})
+
+
+@router.post("/agents/{name}/delete")
+async def delete_agent(request: Request, name: str) -> Response:
+    store = _store(request)
+    try:
+        async with _lock(request):
+            await asyncio.to_thread(store.delete, name)
+    except AgentNotFound:
+        raise HTTPException(status_code=404, detail=f"no agent named {name!r}") from None
+    return RedirectResponse(f"/?deleted={name}", status_code=303)

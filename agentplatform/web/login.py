@@ -1,0 +1,80 @@
+"""``/login`` and ``/logout``: trade the admin password for a signed session cookie.
+
+The login form is protected against cross-site posting by a double-submit token (a
+random value in a short-lived cookie and in the form), since there is no session yet
+whose token it could carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from agentplatform.web.auth import Access, require_csrf
+from agentplatform.web.passwords import verify_password
+from agentplatform.web.templating import templates
+
+router = APIRouter()
+LOGIN_COOKIE = "ap_login"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never ``//evil.example`` or an absolute URL."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _access(request: Request) -> Access:
+    return request.app.state.access
+
+
+def _login_page(request: Request, *, next_url: str, error: str = "", user: str = "",
+                status: int = 200) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(18)
+    response = templates.TemplateResponse(request, "login.html", {
+        "next_url": next_url, "error": error, "user": user, "login_token": nonce,
+        "open_mode": _access(request).open_mode,
+    }, status_code=status)
+    response.set_cookie(LOGIN_COOKIE, nonce, max_age=1800, httponly=True, samesite="strict",
+                        path="/login", secure=_access(request).secure_cookies)
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return _login_page(request, next_url=_safe_next(next))
+
+
+@router.post("/login")
+async def login(request: Request, user: str = Form(""), password: str = Form(""),
+                login_token: str = Form(""), next: str = Form("/")) -> Response:
+    access = _access(request)
+    next_url = _safe_next(next)
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie.encode(), login_token.encode()):
+        return _login_page(request, next_url=next_url, user=user, status=403,
+                           error="The form expired; please sign in again.")
+    if access.open_mode:
+        return _login_page(request, next_url=next_url, status=400,
+                           error="No admin password is configured on this server.")
+    ok = hmac.compare_digest(user.encode(), access.user.encode())
+    ok = await asyncio.to_thread(verify_password, password, access.password_hash) and ok
+    if not ok:
+        return _login_page(request, next_url=next_url, user=user, status=401,
+                           error="Wrong user name or password.")
+    response = RedirectResponse(next_url, status_code=303)
+    response.headers.append("set-cookie", access.cookie_header(access.signer.new(access.user)))
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout", dependencies=[Depends(require_csrf)])
+async def logout(request: Request) -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.headers.append("set-cookie", _access(request).cookie_header(None))
+    return response

@@ -1,0 +1,53 @@
+"""Everything the admin side adds to the app, in one call from ``create_app``: the
+access middleware, the login, agent, chat and browser-call screens, and static files."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from agentplatform.chat.conversations import Conversations
+
+from agentplatform.config import Settings
+from agentplatform.web.auth import Access, AccessMiddleware
+from agentplatform.web.templating import STATIC_DIR
+
+
+def install_admin(app: FastAPI, settings: Settings) -> Access:
+    """Wire the admin side into ``app``; returns the access policy (announce it at start)."""
+    from agentplatform.web.agents_admin import router as agents_router
+    from agentplatform.web.browser_call import router as browser_call_router
+    from agentplatform.web.chat_routes import router as chat_router
+    from agentplatform.web.login import router as login_router
+
+    access = Access(settings)
+    app.state.access = access
+    app.add_middleware(AccessMiddleware, access=access)
+    app.include_router(login_router)
+    app.include_router(agents_router)
+    app.include_router(chat_router)
+    app.include_router(browser_call_router)
+    _close_chats_at_shutdown(app)
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    return access
+
+
+def _close_chats_at_shutdown(app: FastAPI) -> None:
+    """Open chat conversations hold model sessions: close them when the app stops."""
+    app.state.conversations = Conversations()
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with inner(app_) as state:
+            try:
+                yield state
+            finally:
+                await app.state.conversations.close_all()
+
+    app.router.lifespan_context = lifespan

@@ -1,0 +1,155 @@
+"""Who gets in: login, signed sessions, CSRF, API keys, loopback-only open mode."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from agentplatform.cli import main as cli_main
+from agentplatform.web.auth import Access
+from agentplatform.web.passwords import check_hash_format, hash_password, verify_password
+from agentplatform.web.sessions import SessionSigner
+
+from .conftest import csrf_of, remote, served, settings_for
+
+PASSWORD = "correct horse battery staple"
+# Cheap scrypt parameters keep these tests fast; the format carries them.
+HASH = hash_password(PASSWORD, n=2**10)
+
+
+def test_password_hash_verifies_only_the_right_password():
+    assert verify_password(PASSWORD, HASH)
+    assert not verify_password(PASSWORD + "!", HASH)
+    assert not verify_password(PASSWORD, "scrypt$1024$8$1$bm90$YmFk")  # wrong digest
+    assert hash_password(PASSWORD) != hash_password(PASSWORD)  # salted
+
+
+def test_a_malformed_password_hash_stops_the_server_instead_of_leaving_it_open(tmp_path):
+    with pytest.raises(ValueError, match="hash-password"):
+        check_hash_format("plaintext-password")
+    with pytest.raises(ValueError):
+        Access(settings_for(tmp_path, admin_password_hash="plaintext-password"))
+
+
+def test_session_cookies_that_are_forged_or_expired_are_not_sessions():
+    now = [1000.0]
+    signer = SessionSigner(b"secret", 60, clock=lambda: now[0])
+    cookie = signer.dumps(signer.new("admin"))
+    assert signer.loads(cookie).user == "admin"
+    body, mac = cookie.split(".")
+    assert signer.loads(body[:-2] + "xx." + mac) is None
+    assert SessionSigner(b"other", 60, clock=lambda: now[0]).loads(cookie) is None
+    now[0] += 61
+    assert signer.loads(cookie) is None
+
+
+def test_hash_password_command_prints_a_hash_that_verifies(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass\n"))
+    assert cli_main(["hash-password", "--password-stdin"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("ADMIN_PASSWORD_HASH='scrypt$")
+    assert verify_password("s3cret-pass", line.split("'")[1])
+
+
+async def test_without_a_password_only_this_machine_gets_in(tmp_path, agent_file):
+    async with served(tmp_path) as local:
+        assert (await local.get("/")).status_code == 200
+        assert (await local.get("/api/agents")).status_code == 200
+        # A request relayed by a proxy on this machine is not "local".
+        local.cookies.clear()
+        relayed = await local.get("/", headers={"X-Forwarded-For": "198.51.100.4"})
+        assert relayed.status_code == 403
+    async with remote(tmp_path) as client:
+        page = await client.get("/")
+        assert page.status_code == 403 and "ADMIN_PASSWORD_HASH" in page.json()["detail"]
+        assert (await client.get("/api/agents")).status_code == 401
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_start_log_says_the_server_is_open_to_loopback_only(tmp_path, agent_file, caplog):
+    caplog.set_level("WARNING", logger="agentplatform.web.auth")
+    async with served(tmp_path):
+        pass
+    assert any("loopback" in r.getMessage() for r in caplog.records)
+
+
+async def test_login_gives_a_session_that_opens_the_admin_screens(tmp_path, agent_file):
+    async with remote(tmp_path, admin_password_hash=HASH) as client:
+        first = await client.get("/agents/front-desk")
+        assert first.status_code == 303
+        assert first.headers["location"] == "/login?next=%2Fagents%2Ffront-desk"
+        form = await client.get("/login")
+        token = form.text.split('name="login_token" value="')[1].split('"')[0]
+        wrong = await client.post("/login", data={"user": "admin", "password": "nope",
+                                                  "login_token": token, "next": "/"})
+        assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
+        token = wrong.text.split('name="login_token" value="')[1].split('"')[0]
+        ok = await client.post("/login", data={"user": "admin", "password": PASSWORD,
+                                               "login_token": token,
+                                               "next": "/agents/front-desk"})
+        assert ok.status_code == 303 and ok.headers["location"] == "/agents/front-desk"
+        page = await client.get("/agents/front-desk")
+        assert page.status_code == 200 and "signed in as admin" in page.text
+
+
+async def test_login_never_redirects_off_site(tmp_path, agent_file):
+    async with remote(tmp_path, admin_password_hash=HASH) as client:
+        form = await client.get("/login")
+        token = form.text.split('name="login_token" value="')[1].split('"')[0]
+        ok = await client.post("/login", data={"user": "admin", "password": PASSWORD,
+                                               "login_token": token,
+                                               "next": "//evil.example/x"})
+        assert ok.headers["location"] == "/"
+
+
+async def test_a_login_form_posted_from_elsewhere_is_refused(tmp_path, agent_file):
+    async with remote(tmp_path, admin_password_hash=HASH) as client:
+        refused = await client.post("/login", data={"user": "admin", "password": PASSWORD,
+                                                    "login_token": "guessed", "next": "/"})
+        assert refused.status_code == 403
+        assert "ap_session" not in refused.headers.get("set-cookie", "")
+
+
+async def test_api_needs_the_key_when_access_is_protected(tmp_path, agent_file):
+    async with remote(tmp_path, admin_password_hash=HASH, api_key="k-123") as client:
+        assert (await client.get("/api/agents")).status_code == 401
+        assert (await client.get("/api/agents", headers={"X-API-Key": "wrong"})).status_code == 401
+        assert (await client.get("/api/agents", headers={"X-API-Key": "k-123"})).status_code == 200
+        bearer = await client.get("/api/agents", headers={"Authorization": "Bearer k-123"})
+        assert bearer.status_code == 200
+        # What Twilio and monitoring need stays reachable (Twilio checks its own signature).
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.post("/twilio/voice", data={"CallSid": "CA1", "To": "+1"})).status_code == 200
+
+
+async def test_a_form_post_without_the_csrf_token_changes_nothing(tmp_path, agent_file):
+    before = agent_file.read_bytes()
+    async with served(tmp_path) as client:
+        page = await client.get("/agents/front-desk")
+        token = csrf_of(page.text)
+        for data in ({}, {"csrf_token": "forged"}):
+            refused = await client.post("/agents/front-desk/delete", data=data)
+            assert refused.status_code == 403
+        assert agent_file.read_bytes() == before
+        done = await client.post("/agents/front-desk/delete", data={"csrf_token": token})
+        assert done.status_code == 303
+    assert not agent_file.exists()
+
+
+async def test_a_cross_site_post_to_the_open_api_is_refused(tmp_path, agent_file):
+    async with served(tmp_path) as client:
+        hostile = await client.post("/debug/metrics/reset",
+                                    headers={"Origin": "https://evil.example"})
+        assert hostile.status_code == 403
+        same = await client.post("/debug/metrics/reset")
+        assert same.status_code == 200
+
+
+async def test_a_session_calling_the_api_must_send_its_csrf_header(tmp_path, agent_file):
+    async with served(tmp_path) as client:
+        token = csrf_of((await client.get("/agents/front-desk")).text)  # session cookie set
+        assert (await client.post("/debug/metrics/reset")).status_code == 403
+        ok = await client.post("/debug/metrics/reset", headers={"X-CSRF-Token": token})
+        assert ok.status_code == 200
