@@ -109,13 +109,14 @@ class ServerProcess:
     base_url: str
 
 
-async def start_server(env_overrides: dict[str, str], workdir: Path) -> ServerProcess:
+async def start_server(env_overrides: dict[str, str], workdir: Path,
+                       pin: bool = True) -> ServerProcess:
     port = _free_port()
     env = {**os.environ, **env_overrides, "LOG_LEVEL": "warning"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentplatform.cli", "serve", "--host", "127.0.0.1",
          "--port", str(port)],
-        env=env, cwd=workdir, preexec_fn=lambda: _pin(0),
+        env=env, cwd=workdir, preexec_fn=(lambda: _pin(0)) if pin else None,
         stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),
     )
     base_url = f"http://127.0.0.1:{port}"

@@ -1,6 +1,7 @@
 """``make bench`` for the cascade: how long a caller waits for the offline agent.
 
-Method: the server runs in its own process pinned to one core, serving a
+Method: the server runs in its own process, free to use both cores (one call at a
+time: the local engines' inference threads are the point here), serving a
 ``local/offline`` agent (Silero VAD, Whisper tiny.en, the rules responder, Piper).
 One simulated Twilio caller on the other core asks short questions, each spoken by
 the local voice, and waits for the answer to finish before the next. Two views:
@@ -52,7 +53,7 @@ async def run_cascade(turns: int, workdir: Path, silence_ms: int = 400) -> dict[
     server = await start_server({
         "AGENTS_DIR": str(agents), "DATABASE_URL": f"sqlite:///{workdir / 'bench-cascade.db'}",
         "TWILIO_AUTH_TOKEN": "", "PUBLIC_URL": "",
-    }, workdir)
+    }, workdir, pin=False)
     waits: list[float] = []
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:

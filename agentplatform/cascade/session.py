@@ -52,9 +52,9 @@ from agentplatform.realtime.base import (
     ToolCall,
     Transcript,
 )
-from agentplatform.speech.stt import SpeechToText
+from agentplatform.speech.stt import SpeechToText, Transcription
 from agentplatform.speech.tts import TextToSpeech
-from agentplatform.speech.vad import SpeechEnd, SpeechStart
+from agentplatform.speech.vad import SpeechEnd, SpeechPause, SpeechStart
 from agentplatform.text.base import TextDelta, TextSession
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,14 @@ DIDNT_CATCH = "Sorry, I didn't catch that. Could you say it again?"
 _NON_SPEECH = re.compile(r"^\W*$|^[\[(][^\])]*[\])]$")
 
 
+def _quiet(task: asyncio.Task[Transcription]) -> None:
+    """An unused guess may fail or be cancelled; that is not worth a log line."""
+    if not task.cancelled():
+        task.exception()
+
+
 class VoiceDetector(Protocol):
-    def process(self, pcm16: bytes) -> list[SpeechStart | SpeechEnd]: ...
+    def process(self, pcm16: bytes) -> list[SpeechStart | SpeechPause | SpeechEnd]: ...
     def reset(self) -> None: ...
 
 
@@ -142,6 +148,8 @@ class CascadeSession(ModelSession):
         self._discarding = False  # a cancelled response's late events are dropped
         self._tasks: list[asyncio.Task[None]] = []
         self._speaker: asyncio.Task[None] | None = None
+        # Speech-to-text started on a pause hint, during the detector's hangover.
+        self._guess: tuple[bytes, asyncio.Task[Transcription]] | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -168,7 +176,8 @@ class CascadeSession(ModelSession):
         if self._closed:
             return
         self._closed = True
-        tasks = [*self._tasks, *([self._speaker] if self._speaker else [])]
+        tasks = [*self._tasks, *([self._speaker] if self._speaker else []),
+                 *([self._guess[1]] if self._guess else [])]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -189,9 +198,27 @@ class CascadeSession(ModelSession):
             if isinstance(edge, SpeechStart):
                 self._speech_started_ms = edge.at_ms
                 self._emit(SpeechStarted())
+            elif isinstance(edge, SpeechPause):
+                self._transcribe_early(edge.audio)
             else:
                 self._emit(SpeechStopped())
                 self._utterances.put_nowait(edge)
+
+    def _transcribe_early(self, audio: bytes) -> None:
+        """Start transcribing while the detector waits out its silence: if the caller
+        stays quiet, the turn's text is ready (or nearly) when the turn ends, so the
+        hangover and the transcription overlap instead of adding up."""
+        if self._guess is not None and not self._guess[1].done():
+            return  # one at a time: a stale guess must not delay the real turn further
+        task = asyncio.create_task(self.parts.stt.transcribe(audio, INPUT_RATE))
+        task.add_done_callback(_quiet)
+        self._guess = (audio, task)
+
+    async def _transcription(self, audio: bytes) -> Transcription:
+        guess, self._guess = self._guess, None
+        if guess is not None and guess[0] == audio:
+            return await guess[1]
+        return await self.parts.stt.transcribe(audio, INPUT_RATE)
 
     async def _listener(self) -> None:
         """Transcribe each finished utterance, in order, and hand it to the text model."""
@@ -202,7 +229,7 @@ class CascadeSession(ModelSession):
             turn = _Turn(ended_at=ended_at,
                          vad_hangover_ms=max(0.0, utterance.at_ms - voiced_end_ms))
             try:
-                result = await self.parts.stt.transcribe(utterance.audio, INPUT_RATE)
+                result = await self._transcription(utterance.audio)
             except PlatformError as exc:
                 log.warning("cascade: speech-to-text failed: %s", exc)
                 self._emit(SessionError("stt_failed", str(exc), fatal=False))

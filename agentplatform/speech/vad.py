@@ -54,6 +54,16 @@ class SpeechStart:
 
 
 @dataclass(slots=True)
+class SpeechPause:
+    """The caller has been quiet for ``TAIL_MS``: if the quiet lasts, the turn's audio is
+    exactly ``audio``. Lets a listener start transcribing during the hangover; the
+    ``SpeechEnd`` that follows carries the same bytes unless speech resumed."""
+
+    audio: bytes
+    at_ms: float
+
+
+@dataclass(slots=True)
 class SpeechEnd:
     audio: bytes  # PCM16 16 kHz of the whole utterance, prefix padding included
     speech_ms: float  # from the start of speech to its last speech window
@@ -131,16 +141,17 @@ class SileroVad:
         self._voiced_ms = 0.0  # candidate: speech so far
         self._last_speech_end = 0  # bytes of _utterance through the last speech window
         self._silence_from: float | None = None
+        self._paused = False  # a SpeechPause was sent for the current quiet
         if self._resampler is not None:
             self._resampler.reset()
 
-    def process(self, pcm16: bytes) -> list[SpeechStart | SpeechEnd]:
+    def process(self, pcm16: bytes) -> list[SpeechStart | SpeechPause | SpeechEnd]:
         """Feed audio of any length at ``rate``; returns the events it completes."""
         check_pcm16(pcm16)
         if self._resampler is not None:
             pcm16 = self._resampler.process(pcm16)
         self._pending += pcm16
-        events: list[SpeechStart | SpeechEnd] = []
+        events: list[SpeechStart | SpeechPause | SpeechEnd] = []
         size = WINDOW * 2
         while len(self._pending) >= size:
             window = bytes(self._pending[:size])
@@ -158,7 +169,7 @@ class SileroVad:
             None, {"input": self._input, "h": self._h, "c": self._c})
         return float(np.asarray(out).reshape(-1)[0])
 
-    def _step(self, window: bytes) -> SpeechStart | SpeechEnd | None:
+    def _step(self, window: bytes) -> SpeechStart | SpeechPause | SpeechEnd | None:
         prob = self._infer(window)
         self.probability = prob
         begin_ms = self._windows * WINDOW_MS
@@ -186,7 +197,15 @@ class SileroVad:
             return self._confirm(prob, end_ms)
         if self._silence_from is not None and end_ms - self._silence_from >= self.silence_duration_ms:
             return self._finish(end_ms)
+        if self._silence_from is None:
+            self._paused = False
+        elif not self._paused and len(self._utterance) >= self._tail_end():
+            self._paused = True
+            return SpeechPause(audio=bytes(self._utterance[:self._tail_end()]), at_ms=end_ms)
         return None
+
+    def _tail_end(self) -> int:
+        return self._last_speech_end + TAIL_MS * _BYTES_PER_MS
 
     def _confirm(self, prob: float, end_ms: float) -> SpeechStart | None:
         if self._silence_from is not None:  # fell silent before it lasted: not a turn
@@ -199,7 +218,7 @@ class SileroVad:
         return None
 
     def _finish(self, end_ms: float) -> SpeechEnd:
-        keep = min(len(self._utterance), self._last_speech_end + TAIL_MS * _BYTES_PER_MS)
+        keep = min(len(self._utterance), self._tail_end())
         audio = bytes(self._utterance[:keep])
         speech_ms = (self._silence_from or end_ms) - self._start_ms
         self._to_idle()
@@ -211,4 +230,5 @@ class SileroVad:
         self._recent = bytearray(self._utterance[max(0, len(self._utterance) - keep):]) if keep else bytearray()
         self._utterance = bytearray()
         self._silence_from = None
+        self._paused = False
         self._state = "idle"

@@ -25,21 +25,30 @@ from agentplatform.realtime.base import (
     Transcript,
 )
 from agentplatform.speech.stt import Transcription
-from agentplatform.speech.vad import SpeechEnd, SpeechStart
+from agentplatform.speech.vad import SpeechEnd, SpeechPause, SpeechStart
 from agentplatform.text.base import TextDelta, TextSession
 
 RATE = 16000
 WORD_MS = 200  # the fake voice speaks every word for 200 ms
 
 
-class ScriptedVad:
-    """``b"start"`` begins speech at 1 s; ``b"end"`` ends it after 1.2 s of speech."""
+UTTERANCE = b"\x01\x00" * RATE
 
-    def process(self, pcm16: bytes) -> list[SpeechStart | SpeechEnd]:
+
+class ScriptedVad:
+    """``b"start"`` begins speech at 1 s; ``b"end"`` ends it after 1.2 s of speech;
+    ``b"pause"`` hints that the utterance so far is the turn, ``b"false-pause"`` hints
+    at audio the turn will not end with (the caller spoke again)."""
+
+    def process(self, pcm16: bytes) -> list[SpeechStart | SpeechPause | SpeechEnd]:
         if pcm16 == b"start":
             return [SpeechStart(at_ms=1000.0)]
+        if pcm16 == b"pause":
+            return [SpeechPause(audio=UTTERANCE, at_ms=2400.0)]
+        if pcm16 == b"false-pause":
+            return [SpeechPause(audio=UTTERANCE[:1000], at_ms=1800.0)]
         if pcm16 == b"end":
-            return [SpeechEnd(audio=b"\x01\x00" * RATE, speech_ms=1200.0, at_ms=2600.0)]
+            return [SpeechEnd(audio=UTTERANCE, speech_ms=1200.0, at_ms=2600.0)]
         return []
 
     def reset(self) -> None: ...
@@ -292,3 +301,32 @@ async def test_a_voice_at_an_unstreamable_rate_reaches_the_bridge_at_16k() -> No
     await session.close()
     total = sum(len(e.audio) for e in events if isinstance(e, AudioDelta))
     assert abs(total - 2 * 16000) <= 4  # one second at 16 kHz
+
+
+async def test_a_pause_hint_starts_the_transcription_the_turn_then_uses() -> None:
+    stt = ScriptedStt("What are your hours?")
+    session = _session(ScriptedText("Nine to five."), stt=stt)
+    await session.connect()
+    await session.send_audio(b"start")
+    await session.send_audio(b"pause")
+    await asyncio.sleep(0.01)
+    assert len(stt.heard) == 1  # transcribing already, before the turn has ended
+    await session.send_audio(b"end")
+    events = await _collect(session, _responses_done(1))
+    await session.close()
+    assert len(stt.heard) == 1
+    assert [e.text for e in events if isinstance(e, Transcript)] == [
+        "What are your hours?", "Nine to five."]
+
+
+async def test_a_hint_the_caller_spoke_past_is_not_used() -> None:
+    stt = ScriptedStt("What are your hours?")
+    session = _session(ScriptedText("Nine to five."), stt=stt)
+    await session.connect()
+    await session.send_audio(b"start")
+    await session.send_audio(b"false-pause")
+    await asyncio.sleep(0.01)
+    await session.send_audio(b"end")
+    await _collect(session, _responses_done(1))
+    await session.close()
+    assert [n for n, _ in stt.heard] == [1000, len(UTTERANCE)]

@@ -6,7 +6,7 @@ import pytest
 
 from agentplatform.audio.codecs import pcm16_to_ulaw, ulaw_to_pcm16
 from agentplatform.audio.frames import noise, rms_dbfs, silence, split_frames
-from agentplatform.speech.vad import WINDOW_MS, SileroVad, SpeechEnd, SpeechStart
+from agentplatform.speech.vad import WINDOW_MS, SileroVad, SpeechEnd, SpeechPause, SpeechStart
 from agentplatform.testing.speech_fixtures import spoken
 
 from .conftest import SENTENCE
@@ -15,11 +15,13 @@ RATE = 16000
 LEAD_MS = 1000
 
 
-def feed(vad: SileroVad, pcm: bytes, rate: int = RATE, ms: int = 20) -> list:
+def feed(vad: SileroVad, pcm: bytes, rate: int = RATE, ms: int = 20,
+         pauses: bool = False) -> list:
+    """The turn edges the detector reports; its pause hints too when ``pauses``."""
     events: list = []
     for frame in split_frames(pcm, rate, ms):
         events += vad.process(frame)
-    return events
+    return events if pauses else [e for e in events if not isinstance(e, SpeechPause)]
 
 
 def last_loud_ms(pcm: bytes, rate: int = RATE) -> float:
@@ -131,3 +133,13 @@ def test_bad_settings_are_refused(kwargs: dict):
 def test_odd_byte_audio_is_refused():
     with pytest.raises(ValueError, match="even number"):
         SileroVad().process(b"\x00\x01\x02")
+
+
+def test_a_pause_hint_carries_the_audio_the_end_will_carry(stream: bytes):
+    events = feed(SileroVad(silence_duration_ms=500), stream, pauses=True)
+    kinds = [type(e) for e in events]
+    assert kinds[0] is SpeechStart and kinds[-1] is SpeechEnd
+    pauses = [e for e in events if isinstance(e, SpeechPause)]
+    # The hint comes during the hangover, before the end, with the same bytes.
+    assert pauses and pauses[-1].at_ms < events[-1].at_ms
+    assert pauses[-1].audio == events[-1].audio
