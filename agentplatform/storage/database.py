@@ -12,10 +12,12 @@ server dropped overnight is replaced instead of failing the next write.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
@@ -70,9 +72,20 @@ def make_engine(url: str = DEFAULT_URL, **engine_kwargs: Any) -> Engine:
 def create_tables(engine: Engine) -> None:
     """Create every registered table that does not exist yet, and add columns that
     were added to an existing table since (a database from an earlier version keeps
-    working). Changed or dropped columns still need a migration tool."""
-    SQLModel.metadata.create_all(engine)
-    add_missing_columns(engine)
+    working). Changed or dropped columns still need a migration tool.
+
+    Several server processes may start at once on one database: one that loses the
+    race between "does it exist?" and "create it" tries again, and then finds it.
+    """
+    for attempt in range(3):
+        try:
+            SQLModel.metadata.create_all(engine)
+            add_missing_columns(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == 2:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def add_missing_columns(engine: Engine) -> list[str]:

@@ -63,3 +63,25 @@ def test_postgresql_url_uses_psycopg() -> None:
     engine = make_engine("postgresql+psycopg://u:p@db.invalid/calls")
     assert (engine.dialect.name, engine.dialect.driver) == ("postgresql", "psycopg")
     engine.dispose()
+
+
+def test_processes_racing_to_create_the_tables_all_succeed(tmp_path) -> None:
+    import threading
+
+    from agentplatform.storage.database import create_tables, make_engine
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            create_tables(make_engine(url))
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
