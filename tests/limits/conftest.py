@@ -1,6 +1,6 @@
-"""Limit stores to test against: the database on SQLite and PostgreSQL (reusing the
-storage fixtures), and Redis when a server answers on 127.0.0.1:6379 (started here
-if the binary is installed)."""
+"""Limit stores to test against: the database on SQLite and PostgreSQL (the shared
+fixtures in tests/conftest.py), and Redis when a server answers on 127.0.0.1:6379
+(started here if the binary is installed)."""
 
 from __future__ import annotations
 
@@ -13,44 +13,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from pathlib import Path
-
-import psycopg
-from sqlalchemy import Engine
-
 from agentplatform.limits.redis_store import RedisLimitStore
 from agentplatform.limits.store import DatabaseLimitStore, LimitStore
-from agentplatform.storage.database import create_tables, make_engine
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-PG_CONNINFO = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'limits.db'}")
-    create_tables(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_engine() -> Iterator[Engine]:
-    try:
-        with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-            schema = f"test_limits_{uuid.uuid4().hex[:12]}"
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-    except psycopg.Error as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 (trust auth, db 'test'): {exc}")
-    engine = make_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
-    try:
-        create_tables(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def _redis_problem() -> str | None:
