@@ -24,6 +24,7 @@ from agentplatform.limits.gate import CallGate, open_limit_store
 from agentplatform.observability.logging import bind_call
 from agentplatform.observability.metrics import Gauges, PlatformMetrics
 from agentplatform.records import EndReason
+from agentplatform.single_use import SingleUseStore, single_use_store
 from agentplatform.storage.database import create_tables, make_engine
 from agentplatform.storage.writer import CallWriter
 
@@ -47,6 +48,8 @@ class Platform:
     # Spend controls and the shutdown drain; Prometheus series.
     admission: Admission | None = None
     observer: PlatformMetrics | None = None
+    # Spent token ids (stream tokens, browser call tokens, revoked sessions).
+    single_use: SingleUseStore | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def admit_call(self, call_sid: str, agent: str, from_number: str,
@@ -144,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         on_cost=lambda model, usd: observer.cost.labels(model).inc(usd))
     store = AgentStore(settings.agents_dir, catalog, settings)
     drain = Drain(settings.draining_message, settings.drain_timeout_seconds)
+    single_use = single_use_store(settings, engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,7 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gate = CallGate(limit_store, engine, settings)
             platform = Platform(settings, catalog, store, writer, http,
                                 admission=Admission(gate, drain, writer, observer),
-                                observer=observer)
+                                observer=observer, single_use=single_use)
             app.state.platform = platform
             observer.watch(_live_gauges(platform, writer, drain))
             keeper = asyncio.create_task(gate.keep_leases())
@@ -174,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
                 limit_store.close()
+                await single_use.close()
                 writer.close_open_calls(EndReason.SERVER_SHUTDOWN)
                 await writer.stop()
                 engine.dispose()
@@ -182,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.metrics = METRICS
     app.state.observer = observer
+    app.state.single_use = single_use  # also platform.single_use once the lifespan runs
 
     from agentplatform.web.api import router as api_router
     from agentplatform.web.admin import router as admin_router

@@ -214,3 +214,16 @@ class AgentDay(SQLModel):
     audio_seconds: float
     input_tokens: int
     output_tokens: int
+
+
+# ---------------------------------------------------------------- single-use tokens
+
+
+class UsedToken(SQLModel, table=True):
+    """A token id that has been spent (``single_use.py``); kept until the token would
+    have expired anyway, then purged."""
+
+    __tablename__ = "used_tokens"
+
+    token_id: str = Field(primary_key=True, max_length=128)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
