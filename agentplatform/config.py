@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     session_max_age_seconds: int = 12 * 3600
     # Lifetime of the token a browser test call needs to open its media stream.
     browser_call_token_ttl_seconds: int = 60
+    # Names (besides loopback and PUBLIC_URL's host) this server answers to, comma-
+    # separated; `*.example.com` allows every subdomain. Any other Host gets 400: a
+    # page on a rebound name must not reach the admin from "this machine".
+    allowed_hosts: str = ""
 
     # Spend controls and resilience. Per-agent limits live in the agent's ``limits``.
     # With REDIS_URL, concurrency leases and per-caller counters live in Redis;
