@@ -18,6 +18,10 @@ played), when audio first arrived, every clear, and where each mark came back.
         await caller.say(pcm16_8k)                 # then silence again
         heard = caller.heard_pcm()
 
+Its messages are built and checked by ``twilio_wire`` (written from Twilio's
+documentation), never by the adapter's own ``carriers/twilio/media.py``, so the
+simulator referees the adapter instead of sharing its reading of the protocol.
+
 ``speed`` runs both clocks faster than real time; ``realtime=False`` sends the
 caller's speech as fast as the socket takes it (idle silence stays paced).
 """
@@ -41,11 +45,11 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from agentplatform.carriers.twilio import media as wire
 from agentplatform.carriers.twilio.signature import SIGNATURE_HEADER, sign
+from agentplatform.testing import twilio_wire as twilio
 
 BYTES_PER_MS = 8  # μ-law 8 kHz mono
-_SILENCE_FRAME = bytes([wire.ULAW_SILENCE]) * wire.FRAME_BYTES
+_SILENCE_FRAME = bytes([twilio.ULAW_SILENCE]) * twilio.FRAME_BYTES
 
 
 def _sid(prefix: str) -> str:
@@ -198,12 +202,12 @@ class TwilioCaller:
         target = f"{scheme}://{urlsplit(self.base_url).netloc}{parts.path}"
         headers = self._signed_headers(f"wss://{parts.netloc}{parts.path}", {})
         self._ws = await connect(target, additional_headers=headers, compression=None)
-        await self._send(wire.connected_message())
+        await self._send(twilio.encode(twilio.connected()))
         self._seq = 1
-        await self._send(wire.start_message(
+        await self._send(twilio.encode(twilio.start(
             stream_sid=self.stream_sid, account_sid=self.account_sid, call_sid=self.call_sid,
             custom_parameters=answer.parameters, sequence_number=self._seq,
-        ))
+        )))
         self._t0 = time.monotonic()
         self._log("start")
         for coro in (self._receive_loop(), self._send_loop(), self._playback_loop()):
@@ -231,7 +235,8 @@ class TwilioCaller:
 
     async def send_dtmf(self, digit: str) -> None:
         self._seq += 1
-        await self._send(wire.dtmf_message(stream_sid=self.stream_sid, sequence_number=self._seq, digit=digit))
+        await self._send(twilio.encode(twilio.dtmf(stream_sid=self.stream_sid, sequence_number=self._seq,
+                                                   digit=digit)))
         self._log("dtmf", digit)
 
     async def send_raw(self, text: str | bytes) -> None:
@@ -245,21 +250,21 @@ class TwilioCaller:
 
     async def _send_loop(self) -> None:
         """The phone line: one 20 ms frame per tick, speech when there is some."""
-        frame_s = wire.FRAME_MS / 1000 / self.speed
+        frame_s = twilio.FRAME_MS / 1000 / self.speed
         chunk = 0
         try:
             while True:
                 if self._speech:
-                    payload = bytes(self._speech[:wire.FRAME_BYTES]).ljust(wire.FRAME_BYTES, _SILENCE_FRAME[:1])
-                    del self._speech[:wire.FRAME_BYTES]
+                    payload = bytes(self._speech[:twilio.FRAME_BYTES]).ljust(twilio.FRAME_BYTES, _SILENCE_FRAME[:1])
+                    del self._speech[:twilio.FRAME_BYTES]
                 else:
                     payload = _SILENCE_FRAME
                 chunk += 1
                 self._seq += 1
-                await self._send(wire.inbound_media_message(
+                await self._send(twilio.encode(twilio.media(
                     stream_sid=self.stream_sid, sequence_number=self._seq, chunk=chunk,
-                    timestamp=(chunk - 1) * wire.FRAME_MS, ulaw=payload,
-                ))
+                    timestamp=(chunk - 1) * twilio.FRAME_MS, payload=payload,
+                )))
                 if not self._speech:
                     self._speech_drained.set()
                 if self._speech and not self.realtime:
@@ -294,14 +299,14 @@ class TwilioCaller:
             self._error("31950 binary frame")
             return
         try:
-            msg = wire.parse_outbound(frame)
-        except wire.MalformedMessage as exc:
-            self._error(f"31951 {exc}")
+            msg = twilio.read_server_frame(frame)
+        except twilio.ProtocolViolation as exc:
+            self._error(str(exc))
             return
         if msg.stream_sid != self.stream_sid:
             self._error(f"31951 wrong streamSid {msg.stream_sid!r}")
             return
-        if isinstance(msg, wire.OutboundMedia):
+        if isinstance(msg, twilio.ServerMedia):
             if self.first_audio_at is None:
                 self.first_audio_at = time.monotonic()
                 self._log("first_audio")
@@ -309,7 +314,7 @@ class TwilioCaller:
                 self._playback.append(msg.payload)
                 self._queued_audio += len(msg.payload)
                 self._audio_arrived.set()
-        elif isinstance(msg, wire.OutboundMark):
+        elif isinstance(msg, twilio.ServerMark):
             self._playback.append(_QueuedMark(msg.name))
         else:
             self._on_clear()
@@ -340,12 +345,13 @@ class TwilioCaller:
     async def _echo(self, name: str) -> None:
         self._seq += 1
         with contextlib.suppress(ConnectionClosed):
-            await self._send(wire.inbound_mark_message(stream_sid=self.stream_sid, sequence_number=self._seq, name=name))
+            await self._send(twilio.encode(twilio.mark(stream_sid=self.stream_sid,
+                                                       sequence_number=self._seq, name=name)))
         self._log("mark", name)
 
     async def _playback_loop(self) -> None:
         """Twilio's playback clock: consume the queue at 8 bytes/ms of line time."""
-        tick_s = wire.FRAME_MS / 1000 / self.speed
+        tick_s = twilio.FRAME_MS / 1000 / self.speed
         while not self._closed.is_set():
             await asyncio.sleep(tick_s)
             due = int((time.monotonic() - self._t0) * self.speed * 1000) * BYTES_PER_MS
@@ -391,13 +397,13 @@ class TwilioCaller:
         (line time) since the last server audio played."""
         async with asyncio.timeout(timeout):
             while self._queued_audio > 0 or (len(self._heard) - self._last_audio_end) < ms * BYTES_PER_MS:
-                await asyncio.sleep(wire.FRAME_MS / 1000 / self.speed)
+                await asyncio.sleep(twilio.FRAME_MS / 1000 / self.speed)
 
     async def wait_for_marks(self, count: int, timeout: float) -> list[EchoedMark]:
         """Wait until ``count`` marks have been echoed in all."""
         async with asyncio.timeout(timeout):
             while len(self.marks_echoed) < count:
-                await asyncio.sleep(wire.FRAME_MS / 1000 / self.speed)
+                await asyncio.sleep(twilio.FRAME_MS / 1000 / self.speed)
         return self.marks_echoed
 
     async def wait_closed(self, timeout: float) -> int | None:
@@ -428,10 +434,10 @@ class TwilioCaller:
         if self._ws is not None and not self._closed.is_set():
             self._seq += 1
             with contextlib.suppress(ConnectionClosed):
-                await self._send(wire.stop_message(
+                await self._send(twilio.encode(twilio.stop(
                     stream_sid=self.stream_sid, sequence_number=self._seq,
                     account_sid=self.account_sid, call_sid=self.call_sid,
-                ))
+                )))
             self._log("stop")
             await self._ws.close()
         for task in self._tasks:

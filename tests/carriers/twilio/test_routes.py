@@ -13,12 +13,12 @@ from fastapi import FastAPI
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from agentplatform.carriers.twilio import media as wire
 from agentplatform.carriers.twilio.routes import UNKNOWN_NUMBER_MESSAGE, build_router
 from agentplatform.carriers.twilio.signature import SIGNATURE_HEADER, sign
 from agentplatform.carriers.twilio.stream import TwilioCallAudio
 from agentplatform.carriers.twilio.tokens import StreamTokens
 from agentplatform.config import Settings
+from agentplatform.testing import twilio_wire as twilio
 
 AUTH = "twilio-auth-token"
 CALL = "CA" + "c" * 32
@@ -134,8 +134,9 @@ async def test_status_callback_reports_and_answers_204() -> None:
 async def _open(base_url: str, headers: dict[str, str], parameters: dict[str, str]):
     ws = await connect(base_url.replace("http", "ws") + "/twilio/media", additional_headers=headers)
     with contextlib.suppress(ConnectionClosed):  # a rejected upgrade may be closed already
-        await ws.send(wire.connected_message())
-        await ws.send(wire.start_message(stream_sid="MZ1", account_sid="AC1", call_sid=CALL, custom_parameters=parameters))
+        await ws.send(twilio.encode(twilio.connected()))
+        await ws.send(twilio.encode(twilio.start(stream_sid="MZ1", account_sid="AC1", call_sid=CALL,
+                                                 custom_parameters=parameters)))
     return ws
 
 

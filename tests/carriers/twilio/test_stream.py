@@ -15,10 +15,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from agentplatform.carriers.base import CarrierEvent, Dtmf, InboundAudio, MarkPlayed, StreamStopped
-from agentplatform.carriers.twilio import media as wire
 from agentplatform.carriers.twilio.stream import TwilioCallAudio
 from agentplatform.carriers.twilio.tokens import StreamTokens
 from agentplatform.errors import CarrierError
+from agentplatform.testing import twilio_wire as twilio
 
 SID = "MZ" + "a" * 32
 CALL = "CA" + "b" * 32
@@ -84,8 +84,9 @@ async def collect(call: TwilioCallAudio, into: list[CarrierEvent]) -> None:
 
 async def open_stream(base_url: str, parameters: dict[str, str]) -> ClientConnection:
     ws = await connect(base_url.replace("http", "ws") + "/media")
-    await ws.send(wire.connected_message())
-    await ws.send(wire.start_message(stream_sid=SID, account_sid="AC1", call_sid=CALL, custom_parameters=parameters))
+    await ws.send(twilio.encode(twilio.connected()))
+    await ws.send(twilio.encode(twilio.start(stream_sid=SID, account_sid="AC1", call_sid=CALL,
+                                             custom_parameters=parameters)))
     return ws
 
 
@@ -94,7 +95,8 @@ def good_parameters() -> dict[str, str]:
 
 
 def media(seq: int, ulaw: bytes, stream_sid: str = SID) -> str:
-    return wire.inbound_media_message(stream_sid=stream_sid, sequence_number=seq, chunk=seq, timestamp=seq * 20, ulaw=ulaw)
+    return twilio.encode(twilio.media(stream_sid=stream_sid, sequence_number=seq, chunk=seq,
+                                      timestamp=seq * 20, payload=ulaw))
 
 
 @pytest.fixture
@@ -164,10 +166,10 @@ async def test_malformed_frames_are_counted_and_skipped_and_the_call_goes_on(run
         await ws.send('{"event":"transmogrify","streamSid":"%s"}' % SID)
         await ws.send(media(4, bytes([9]) * 160, stream_sid="MZ-somebody-else"))
         await ws.send(b"\x00\x01")
-        await ws.send(wire.dtmf_message(stream_sid=SID, sequence_number=5, digit="7"))
-        await ws.send(wire.inbound_mark_message(stream_sid=SID, sequence_number=6, name="m1"))
+        await ws.send(twilio.encode(twilio.dtmf(stream_sid=SID, sequence_number=5, digit="7")))
+        await ws.send(twilio.encode(twilio.mark(stream_sid=SID, sequence_number=6, name="m1")))
         await ws.send(media(7, second))
-        await ws.send(wire.stop_message(stream_sid=SID, sequence_number=8, account_sid="AC1", call_sid=CALL))
+        await ws.send(twilio.encode(twilio.stop(stream_sid=SID, sequence_number=8, account_sid="AC1", call_sid=CALL)))
         await asyncio.wait_for(harness.done.wait(), 5)
         await ws.close()
 
@@ -269,7 +271,7 @@ async def test_transfer_uses_rest_and_leaves_the_stream_to_twilio(running) -> No
         ws = await open_stream(base_url, good_parameters())
         await asyncio.wait_for(transferred.wait(), 5)
         await ws.send(media(2, bytes(160)))  # still open: Twilio ends it with stop
-        await ws.send(wire.stop_message(stream_sid=SID, sequence_number=3, account_sid="AC1", call_sid=CALL))
+        await ws.send(twilio.encode(twilio.stop(stream_sid=SID, sequence_number=3, account_sid="AC1", call_sid=CALL)))
         await asyncio.wait_for(harness.done.wait(), 5)
         await ws.close()
     assert control.calls == [("transfer", CALL, "+15550123")]
