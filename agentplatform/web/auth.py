@@ -3,13 +3,20 @@
 * Admin screens need a signed session cookie, got by logging in at ``/login``.
 * ``/api/…`` and ``/debug/…`` need ``X-API-Key`` (or ``Authorization: Bearer``) when
   ``API_KEY`` is set, or a logged-in session (then ``X-CSRF-Token`` on unsafe methods).
-* With no admin password configured the server is *open to loopback only*: requests
-  from 127.0.0.1/::1 that did not come through a proxy are let in (the admin screens get
-  a session of their own, so forms still carry CSRF tokens; a cross-site ``Origin`` on
-  an unsafe API call is refused), anything else gets 403 saying why.
+* With no admin password configured the server is *open to loopback only* (a laptop):
+  requests from 127.0.0.1/::1, addressed to a loopback name, that carry no proxy header
+  are let in (the admin screens get a session of their own, so forms still carry CSRF
+  tokens); anything else gets 403 saying why. A proxy in front would make every
+  outsider look local, so any forwarding header (``Forwarded``, ``X-Forwarded-*``,
+  ``X-Real-IP``, ``Via``…) is refused on these paths.
 * Public: Twilio's webhooks and media stream (they check their own signatures and
   tokens), the browser test call's media stream (a minted token), ``/healthz``,
-  ``/metrics``, ``/static/…`` and the login page.
+  ``/metrics``, ``/static/…`` and the login page. Their access never rests on "this
+  request is local", so a proxy changes nothing for them.
+* Before all of that, every request but ``/healthz`` must name this server in ``Host``
+  (400 otherwise), and a write or WebSocket handshake that carries ``Origin`` must come
+  from one of our pages (403 otherwise): see ``hosts.py``. ``/healthz`` is exempt because
+  load balancers probe it by address, and it tells nothing but "ok" and two counts.
 
 This is a plain ASGI middleware, so WebSocket audio frames never pass through it: it
 looks at the handshake only.
@@ -24,11 +31,13 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import HTTPException, Request
 
 from agentplatform.config import Settings
+from agentplatform.web.hosts import BadHost, HostPolicy, forwarding_headers, is_loopback_name, \
+    split_host
 from agentplatform.web.passwords import check_hash_format
 from agentplatform.web.sessions import COOKIE_NAME, Session, SessionSigner
 
@@ -43,6 +52,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 PUBLIC_EXACT = frozenset({"/healthz", "/metrics", "/login", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/twilio/", "/static/", "/browser-call/media")
+# Probed by load balancers by address; answers only "ok" and two counts.
+ANY_HOST_PATHS = frozenset({"/healthz"})
+# Server-to-server, signature- and token-checked: a browser's Origin means nothing there.
+NO_ORIGIN_CHECK_PREFIXES = ("/twilio/",)
 API_PREFIXES = ("/api/", "/debug/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
@@ -52,6 +65,11 @@ OPEN_MODE_MESSAGE = (
     "No admin password is configured, so the admin screens and the API answer only "
     "requests from this machine (loopback). Set ADMIN_PASSWORD_HASH (make one with "
     "`agentplatform hash-password`) to allow logging in from elsewhere.")
+LAPTOP_ONLY_MESSAGE = (
+    "Open mode (no ADMIN_PASSWORD_HASH) is for a laptop only: a proxy in front of it "
+    "would make every outsider look local, so requests relayed by a proxy (Forwarded, "
+    "X-Forwarded-*, X-Real-IP, Via…) or addressed to a non-loopback name are refused on "
+    "the admin screens and the API. Set ADMIN_PASSWORD_HASH to serve them through a proxy.")
 
 
 class Access:
@@ -67,6 +85,9 @@ class Access:
             else secrets.token_bytes(32)
         self.signer = SessionSigner(secret, settings.session_max_age_seconds)
         self.secure_cookies = settings.public_url.startswith("https://")
+        self.hosts = HostPolicy.build(public_url=settings.public_url,
+                                      allowed_hosts=settings.allowed_hosts,
+                                      bind_host=settings.host)
 
     @property
     def open_mode(self) -> bool:
@@ -75,10 +96,12 @@ class Access:
     def announce(self) -> None:
         """One line at start saying how the admin side is protected."""
         if self.open_mode:
-            log.warning("admin access: %s", OPEN_MODE_MESSAGE)
+            log.warning("admin access: %s %s", OPEN_MODE_MESSAGE, LAPTOP_ONLY_MESSAGE)
         else:
             log.info("admin access: login required (user %r); API %s", self.user,
                      "key or session required" if self.api_key else "needs a logged-in session")
+        log.info("answering to the host names %s (any other Host gets 400; set "
+                 "ALLOWED_HOSTS to add one)", self.hosts.describe())
 
     def api_key_matches(self, presented: str) -> bool:
         return bool(self.api_key) and hmac.compare_digest(presented.encode(), self.api_key.encode())
@@ -95,21 +118,27 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def _is_loopback(scope: Scope, headers: dict[str, str]) -> bool:
-    """From this machine, and not relayed by a proxy (which would make everyone local)."""
+def _not_local(scope: Scope, headers: dict[str, str]) -> str | None:
+    """None when the request comes from a browser on this machine, else why not.
+
+    From a loopback address, addressed to a loopback name, and not relayed by a proxy
+    (which would make everyone local). A proxy that rewrites ``Host`` to a loopback name
+    and adds no header at all cannot be told apart: open mode is for a laptop only."""
     client = scope.get("client")
     if not client or client[0] not in LOOPBACK:
-        return False
-    return "x-forwarded-for" not in headers and "forwarded" not in headers
-
-
-def _cross_site(headers: dict[str, str]) -> bool:
-    origin = headers.get("origin")
-    if headers.get("sec-fetch-site") == "cross-site":
-        return True
-    if not origin or origin == "null":
-        return origin == "null"
-    return urlsplit(origin).netloc != headers.get("host", "")
+        return OPEN_MODE_MESSAGE
+    relayed = forwarding_headers(headers)
+    if relayed:
+        return f"this request was relayed by a proxy ({', '.join(relayed)}). " \
+               + LAPTOP_ONLY_MESSAGE
+    try:
+        name, _ = split_host(headers.get("host", ""))
+    except BadHost:
+        name = ""
+    if not is_loopback_name(name):
+        return f"this request is addressed to {name!r}, not to this machine. " \
+               + LAPTOP_ONLY_MESSAGE
+    return None
 
 
 def _presented_key(headers: dict[str, str]) -> str:
@@ -132,10 +161,18 @@ class AccessMiddleware:
         self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or _is_public(scope["path"]):
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
+        if scope["path"] not in ANY_HOST_PATHS:
+            refusal = self._check_names(scope, headers)
+            if refusal is not None:
+                await _deny(scope, receive, send, *refusal)
+                return
+        if _is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
         cookies = SimpleCookie()
         try:
             cookies.load(headers.get("cookie", ""))
@@ -150,40 +187,72 @@ class AccessMiddleware:
         decide = self._api if is_api else self._admin
         await decide(scope, receive, send, headers, session, state)
 
+    def _check_names(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+        """(status, why) when ``Host`` is not ours, or a write / socket comes from
+        another site's page; None when the request may go on."""
+        try:
+            self.access.hosts.check_host(headers.get("host"))
+        except BadHost as exc:
+            log.warning("refused %s %s: %s", scope.get("method", "WEBSOCKET"), scope["path"], exc)
+            return 400, f"bad Host: {exc}"
+        writes = scope["type"] == "websocket" or scope.get("method") not in SAFE_METHODS
+        if not writes or scope["path"].startswith(NO_ORIGIN_CHECK_PREFIXES):
+            return None
+        if headers.get("sec-fetch-site") == "cross-site":
+            return 403, "cross-site request refused"
+        origin = headers.get("origin")
+        if origin is None:
+            return None  # not a browser (browsers send Origin on every write and socket)
+        try:
+            self.access.hosts.check_origin(origin, headers["host"])
+        except BadHost as exc:
+            log.warning("refused %s %s: %s", scope.get("method", "WEBSOCKET"), scope["path"], exc)
+            return 403, f"cross-site request refused: {exc}"
+        return None
+
     async def _api(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str],
                    session: Session | None, state: dict[str, Any]) -> None:
-        method = scope.get("method", "GET")
         presented = _presented_key(headers)
         if presented and self.access.api_key_matches(presented):
             state["auth"] = "api_key"
-        elif session is not None:
-            if method not in SAFE_METHODS and not hmac.compare_digest(
+            await self.app(scope, receive, send)
+            return
+        if self.access.open_mode:
+            why = _not_local(scope, headers)
+            if why is not None:
+                # Relayed or renamed is a refusal; merely remote may still bring the key.
+                remote_only = why is OPEN_MODE_MESSAGE
+                if remote_only and self.access.api_key:
+                    why = "send the API key in the X-API-Key header"
+                await _deny(scope, receive, send, 401 if remote_only else 403, why)
+                return
+        elif session is None:
+            await _deny(scope, receive, send, 401, "send the API key in the X-API-Key header"
+                        if self.access.api_key else "log in first")
+            return
+        if session is not None:
+            if scope.get("method", "GET") not in SAFE_METHODS and not hmac.compare_digest(
                     headers.get(CSRF_HEADER, "").encode(), session.csrf.encode()):
                 await _deny(scope, receive, send, 403, "missing or wrong X-CSRF-Token header")
                 return
             state["auth"] = "session"
-        elif self.access.open_mode and _is_loopback(scope, headers):
-            if method not in SAFE_METHODS and _cross_site(headers):
-                await _deny(scope, receive, send, 403, "cross-site request refused")
-                return
-            state["auth"] = "loopback"
         else:
-            why = OPEN_MODE_MESSAGE if self.access.open_mode and not self.access.api_key \
-                else "send the API key in the X-API-Key header"
-            await _deny(scope, receive, send, 401, why)
-            return
+            state["auth"] = "loopback"
         await self.app(scope, receive, send)
 
     async def _admin(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str],
                      session: Session | None, state: dict[str, Any]) -> None:
+        if self.access.open_mode:
+            # Even with a session cookie: in open mode every request must be local.
+            why = _not_local(scope, headers)
+            if why is not None:
+                await _deny(scope, receive, send, 403, why)
+                return
         if session is not None:
             state["auth"] = "session"
             await self.app(scope, receive, send)
             return
         if self.access.open_mode:
-            if not _is_loopback(scope, headers):
-                await _deny(scope, receive, send, 403, OPEN_MODE_MESSAGE)
-                return
             session = self.access.signer.new(LOCAL_USER)
             state["session"], state["auth"] = session, "loopback"
             await self.app(scope, receive, _with_cookie(send, self.access.cookie_header(session)))

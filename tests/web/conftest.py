@@ -67,8 +67,9 @@ async def served(tmp_path: Path, **overrides):
 
 @contextlib.asynccontextmanager
 async def remote(tmp_path: Path, client_host: str = "203.0.113.7", **overrides):
-    """The app in-process, reached from ``client_host`` (a machine that is not this one)."""
-    app = create_app(settings_for(tmp_path, **overrides))
+    """The app in-process, reached from ``client_host`` (a machine that is not this one)
+    under the name ``admin.example``, which the server is told to answer to."""
+    app = create_app(settings_for(tmp_path, **{"allowed_hosts": "admin.example", **overrides}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(client_host, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://admin.example",
