@@ -202,6 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         handle_call=lambda audio: platform().handle_call(audio),
         on_call_status=lambda sid, status: platform().on_call_status(sid, status),
         admit=lambda sid, agent, from_, to: platform().admit_call(sid, agent, from_, to),
+        single_use=single_use,
     ))
     app.include_router(api_router)
     app.include_router(admin_router)

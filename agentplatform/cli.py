@@ -20,7 +20,16 @@ def _serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     # Every line names its call (contextvars); LOG_FORMAT=json for a log pipeline.
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=args.host or settings.host,
+    from agentplatform.carriers.twilio.signature import check_bind_host
+    from agentplatform.errors import PlatformError
+
+    host = args.host or settings.host
+    try:
+        check_bind_host(settings, host)
+    except PlatformError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings), host=host,
                 port=args.port or settings.port, log_level=settings.log_level,
                 ws_max_size=1 << 20)
     return 0

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     # Carrier: Twilio.
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
+    # Unset: every /twilio/* endpoint refuses (Twilio is disabled). For development only,
+    # INSECURE_SKIP_TWILIO_SIGNATURE=1 accepts unsigned requests; `serve` then refuses a
+    # non-loopback host.
+    insecure_skip_twilio_signature: bool = False
     # Secret that signs media-stream tokens; falls back to the Twilio auth token,
     # then to a per-process random secret (fine for one process).
     stream_token_secret: str = ""
