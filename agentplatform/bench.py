@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, voice_like
-from agentplatform.testing.twilio_caller import TwilioCaller
+from agentplatform.testing.twilio_caller import SIMULATED_AUTH_TOKEN, TwilioCaller
 
 NUMBER = "+15555550100"
 AGENT = """\
@@ -175,7 +175,7 @@ async def run_level(calls: int, seconds: float, workdir: Path,
         server = await start_server({
             "AGENTS_DIR": str(agents),
             "DATABASE_URL": f"sqlite:///{workdir / f'bench-{provider}-{calls}.db'}",
-            "TWILIO_AUTH_TOKEN": "", "PUBLIC_URL": "", **provider_env,
+            "TWILIO_AUTH_TOKEN": SIMULATED_AUTH_TOKEN, "PUBLIC_URL": "", **provider_env,
         }, workdir)
         pid = server.proc.pid
         try:

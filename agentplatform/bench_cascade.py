@@ -25,7 +25,7 @@ import httpx
 
 from agentplatform.bench import NUMBER, _pct, start_server
 from agentplatform.testing.speech_fixtures import spoken
-from agentplatform.testing.twilio_caller import TwilioCaller
+from agentplatform.testing.twilio_caller import SIMULATED_AUTH_TOKEN, TwilioCaller
 
 AGENT = """\
 name: bench
@@ -52,7 +52,7 @@ async def run_cascade(turns: int, workdir: Path, silence_ms: int = 400) -> dict[
     speech = {q: spoken(q) for q in QUESTIONS}  # rendered before the clock starts
     server = await start_server({
         "AGENTS_DIR": str(agents), "DATABASE_URL": f"sqlite:///{workdir / 'bench-cascade.db'}",
-        "TWILIO_AUTH_TOKEN": "", "PUBLIC_URL": "",
+        "TWILIO_AUTH_TOKEN": SIMULATED_AUTH_TOKEN, "PUBLIC_URL": "",
     }, workdir, pin=False)
     waits: list[float] = []
     try:

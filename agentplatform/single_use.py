@@ -10,6 +10,7 @@ of it need not outlive the token: after that the signature check refuses it anyw
   ``INSERT`` that the primary key refuses the second time. It runs in a worker
   thread (the event loop never waits on the database); expired rows are purged now
   and then by the claims themselves.
+* ``MemorySingleUse``: one process only, for tests.
 * ``RedisSingleUse`` (``REDIS_URL`` set): ``SET key 1 NX PX <ms to expiry>``; Redis
   drops the key itself when the token would have expired.
 
@@ -150,6 +151,32 @@ class RedisSingleUse:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+class MemorySingleUse:
+    """Claimed ids in this process only: for tests and a router built on its own.
+    The application always passes the shared store from ``single_use_store``."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._claimed: dict[str, float] = {}
+
+    async def claim(self, token_id: str, expires_at: float) -> bool:
+        _check_id(token_id)
+        now = self._clock()
+        self._claimed = {k: v for k, v in self._claimed.items() if v > now} \
+            if len(self._claimed) > 1000 else self._claimed
+        if self._claimed.get(token_id, 0.0) > now:
+            return False
+        self._claimed[token_id] = max(expires_at, now + 1.0)
+        return True
+
+    async def is_claimed(self, token_id: str) -> bool:
+        _check_id(token_id)
+        return self._claimed.get(token_id, 0.0) > self._clock()
+
+    async def close(self) -> None:
+        return None
 
 
 def single_use_store(settings: Settings, engine: Engine) -> SingleUseStore:

@@ -47,11 +47,18 @@ class Admission:
         return refusal.message
 
     async def at_stream(self, audio: CallAudio, agent: AgentSpec) -> bool:
-        """Before the model session opens: take the call's slot. On refusal the caller
-        hears the message through the carrier's hang-up and no model session opens."""
+        """Before the model session opens, the checks again (draining, budget, the
+        call's concurrency slot): a stream that did not pass the webhook (a browser
+        call), or that starts after the drain began, is held to them too. On refusal
+        the caller hears the message through the carrier's hang-up and no model
+        session opens."""
         info = audio.info
-        refusal = await self.gate.claim(info.call_id, agent)
-        self._count_gate_errors()
+        if self.drain.draining:  # admitted at the webhook before the drain began
+            refusal: Refusal | None = Refusal(EndReason.DRAINING, self.drain.message,
+                                              "server is shutting down")
+        else:
+            refusal = await self.gate.claim(info.call_id, agent)
+            self._count_gate_errors()
         if refusal is None:
             return True
         self._record(refusal, info.call_id, agent, info.from_number, info.to_number)

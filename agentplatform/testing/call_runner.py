@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -110,11 +111,17 @@ async def run_call_command(args: argparse.Namespace) -> int:
                 overrides.update(openai_realtime_url=sim.url, openai_api_key=sim.api_key)
                 tmp = stack.enter_context(tempfile.TemporaryDirectory())
                 overrides["database_url"] = f"sqlite:///{Path(tmp) / 'calls.db'}"
+            # The in-process server checks Twilio signatures like any other: give it a
+            # token (the one asked for, or a fresh one) and sign the call with it.
+            auth_token = args.auth_token or secrets.token_urlsafe(24)
+            overrides.update(twilio_auth_token=auth_token, public_url="",
+                             insecure_skip_twilio_signature=False)
             server = await stack.enter_async_context(
                 LocalServer(settings.model_copy(update=overrides)))
             base_url = server.base_url
-        caller, latencies = await place_call(base_url, number, utterances, turns,
-                                             args.auth_token)
+        else:
+            auth_token = args.auth_token or ""
+        caller, latencies = await place_call(base_url, number, utterances, turns, auth_token)
         await asyncio.sleep(0.3)  # let the server close the record
         detail = await _transcript(base_url, caller.call_sid)
 

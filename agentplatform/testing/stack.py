@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from agentplatform.app import create_app
 from agentplatform.config import Settings
 from agentplatform.testing.loopback import LoopbackServer
+from agentplatform.testing.twilio_caller import SIMULATED_AUTH_TOKEN
 
 
 class LocalServer:
@@ -55,7 +56,8 @@ def simulated_settings(*, agents_dir: Path, database_url: str, openai_url: str =
     """Settings that point the platform at simulators and keep it off the network."""
     values: dict[str, object] = dict(
         agents_dir=agents_dir, database_url=database_url, public_url="",
-        twilio_account_sid="", twilio_auth_token="", stream_token_secret="test-secret",
+        twilio_account_sid="", twilio_auth_token=SIMULATED_AUTH_TOKEN,
+        stream_token_secret="test-secret",
         openai_api_key="test-key", openai_realtime_url=openai_url,
     )
     values.update(overrides)

@@ -113,12 +113,20 @@ def read_wav_pcm16_8k(source: bytes | Path) -> bytes:
         return wav.readframes(wav.getnframes())
 
 
+# What the simulators sign with, and what simulated servers expect (``stack.py``):
+# the server fails closed without a Twilio auth token, so our own callers sign too.
+SIMULATED_AUTH_TOKEN = "simulated-twilio-auth-token"
+
+
 class TwilioCaller:
-    """One simulated inbound call to a server that serves ``/twilio/voice``."""
+    """One simulated inbound call to a server that serves ``/twilio/voice``.
+
+    Requests are signed with ``auth_token`` as Twilio signs them (the simulated
+    servers' token by default); ``auth_token=""`` sends them unsigned."""
 
     def __init__(
         self, base_url: str, *, to: str, from_: str = "+15555550100",
-        auth_token: str | None = None, public_url: str | None = None,
+        auth_token: str | None = SIMULATED_AUTH_TOKEN, public_url: str | None = None,
         speed: float = 1.0, realtime: bool = True, voice_path: str = "/twilio/voice",
         status_path: str = "/twilio/status",
     ) -> None:

@@ -7,13 +7,14 @@ the Twilio Media Streams protocol (``connected``, ``start``, ``media``, ``mark``
 stream is a :class:`TwilioCallAudio`, so the bridge, the records and the model session
 are the ones a real call uses; only the carrier's REST control differs: a browser has
 no phone line, so hang-up and transfer close the socket with a reason the page shows.
-No provider key ever reaches the browser: it holds only that one-call token.
+No provider key ever reaches the browser: it holds only that one-call token, which
+the stream spends when it starts (a second socket with it is closed 1008, on any
+server process sharing the database or Redis).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 from typing import Any
@@ -21,11 +22,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
 from fastapi.responses import HTMLResponse
 
+from agentplatform import signing
 from agentplatform.carriers.base import CallInfo
+from agentplatform.carriers.tokens import StreamTokens
 from agentplatform.carriers.twilio.stream import NORMAL_CLOSURE, TwilioCallAudio
-from agentplatform.carriers.twilio.tokens import StreamTokens
 from agentplatform.config import Settings
 from agentplatform.errors import CarrierError
+from agentplatform.single_use import SingleUseStore
 from agentplatform.storage import queries
 from agentplatform.web.auth import require_csrf
 from agentplatform.web.templating import templates
@@ -35,18 +38,17 @@ log = logging.getLogger(__name__)
 MEDIA_PATH = "/browser-call/media"
 CALL_PREFIX = "BR"  # browser call ids, beside Twilio's CA… CallSids in the records
 BROWSER_NUMBER = "browser"
-_PROCESS_SECRET = secrets.token_bytes(32)
 
 router = APIRouter()
 pages = APIRouter(dependencies=[Depends(require_csrf)])
 
 
-def browser_tokens(settings: Settings) -> StreamTokens:
-    """Tokens for browser streams, under a key derived for this purpose alone, so a
-    browser token can never open a Twilio media stream or the other way round."""
-    base = (settings.stream_token_secret or settings.twilio_auth_token).encode() \
-        or _PROCESS_SECRET
-    return StreamTokens(hashlib.sha256(b"browser-call\0" + base).digest())
+def browser_tokens(settings: Settings, single_use: SingleUseStore | None = None) -> StreamTokens:
+    """Tokens for browser streams, signed for this purpose alone (its own salt), so a
+    browser token can never open a Twilio media stream or the other way round; spent
+    in ``single_use`` when the stream starts, so one token opens one call."""
+    return StreamTokens.from_settings(settings, purpose=signing.BROWSER_CALL_TOKEN,
+                                      single_use=single_use)
 
 
 class BrowserCallAudio(TwilioCallAudio):
@@ -71,7 +73,8 @@ def _tokens(request_or_ws: Request | WebSocket) -> StreamTokens:
     state = request_or_ws.app.state
     tokens = getattr(state, "browser_tokens", None)
     if tokens is None:
-        tokens = state.browser_tokens = browser_tokens(state.platform.settings)
+        platform = state.platform
+        tokens = state.browser_tokens = browser_tokens(platform.settings, platform.single_use)
     return tokens
 
 

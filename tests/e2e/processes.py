@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from agentplatform.testing.twilio_caller import SIMULATED_AUTH_TOKEN
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -80,6 +82,6 @@ def fleet_env(*, agents_dir: Path, database_url: str, openai_url: str, **extra: 
     return {
         "AGENTS_DIR": str(agents_dir), "DATABASE_URL": database_url,
         "OPENAI_API_KEY": "test-key", "OPENAI_REALTIME_URL": openai_url,
-        "STREAM_TOKEN_SECRET": "fleet-secret", "TWILIO_AUTH_TOKEN": "", "TWILIO_ACCOUNT_SID": "",
+        "STREAM_TOKEN_SECRET": "fleet-secret", "TWILIO_AUTH_TOKEN": SIMULATED_AUTH_TOKEN, "TWILIO_ACCOUNT_SID": "",
         "PUBLIC_URL": "", "REDIS_URL": "", **extra,
     }

@@ -9,6 +9,8 @@ from agentplatform.audio.frames import silence, tone
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, ToolRule
 from agentplatform.testing.twilio_caller import TwilioCaller
 
+from tests.limits.conftest import redis_available  # noqa: F401  (fixture)
+
 from .conftest import AGENT_NUMBER, closed_call_record
 
 SPEECH = tone(440, 1200, 8000, amplitude=0.4)
@@ -201,3 +203,64 @@ async def test_call_limit_says_goodbye_and_ends_with_limit_reached(new_platform)
             detail = await closed_call(platform, server)
     assert detail.end_reason == "limit_reached"
     assert any("time limit" in (i or "") for i in sim.response_instructions)
+
+
+# ------------------------------------------------------------ single-use stream tokens
+
+
+def _replayer(caller: TwilioCaller, base_url: str) -> TwilioCaller:
+    """A second socket for the same call, with the parameters (token) Twilio was given."""
+    replay = TwilioCaller(base_url, to=AGENT_NUMBER)
+    replay.call_sid, replay.account_sid = caller.call_sid, caller.account_sid
+    return replay
+
+
+async def _replay(caller: TwilioCaller, base_url: str) -> int | None:
+    replay = _replayer(caller, base_url)
+    await replay._open_stream(caller.answer)
+    code = await replay.wait_closed(5)
+    await replay.hang_up()
+    return code
+
+
+async def _records_of(server, engine, call_sid: str):
+    from agentplatform.storage import queries
+
+    await server.platform.writer.flush()
+    return [c for c in queries.list_calls(engine) if c.carrier_call_id == call_sid]
+
+
+async def test_a_replayed_stream_token_is_closed_1008_without_a_model_session_or_record(
+        new_platform):
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=400) as sim:
+        platform = new_platform(sim)
+        async with platform.server() as server:
+            async with TwilioCaller(server.base_url, to=AGENT_NUMBER) as caller:
+                await caller.wait_for_audio(5)
+                assert await _replay(caller, server.base_url) == 1008  # while it runs
+            assert await _replay(caller, server.base_url) == 1008  # and after it ended
+            await closed_call(platform, server)
+            assert len(await _records_of(server, platform.engine(), caller.call_sid)) == 1
+    assert len(sim.sessions) == 1
+
+
+async def _shared_claims(new_platform, **settings) -> None:
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=400) as sim:
+        platform = new_platform(sim)
+        async with platform.server(**settings) as first, platform.server(**settings) as second:
+            async with TwilioCaller(first.base_url, to=AGENT_NUMBER) as caller:
+                await caller.wait_for_audio(5)
+            assert await _replay(caller, second.base_url) == 1008
+            await closed_call(platform, first)
+            assert len(await _records_of(first, platform.engine(), caller.call_sid)) == 1
+    assert len(sim.sessions) == 1
+
+
+async def test_a_token_used_on_one_server_is_refused_by_another_on_the_same_database(
+        new_platform):
+    await _shared_claims(new_platform)
+
+
+async def test_a_token_used_on_one_server_is_refused_by_another_on_the_same_redis(
+        new_platform, redis_available):
+    await _shared_claims(new_platform, redis_url="redis://127.0.0.1:6379/0")

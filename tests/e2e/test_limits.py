@@ -182,3 +182,28 @@ async def test_per_caller_daily_cap_counts_calls_made_through_either_process(
         refused = await _records(database_url, again.call_sid)
     assert refused.end_reason == "caller_limit"
     assert refused.from_number == "+15550001111"
+
+
+async def test_a_stream_that_starts_once_draining_began_is_refused_before_any_model_session(
+        new_platform) -> None:
+    """The webhook admitted the call; by the time its stream starts the server is
+    draining. The stream-start check refuses it: no model session, one record."""
+    from agentplatform.testing.twilio_caller import parse_twiml
+
+    from .conftest import AGENT_NUMBER
+
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=400) as sim:
+        platform = new_platform(sim)
+        async with platform.server() as server:
+            caller = TwilioCaller(server.base_url, to=AGENT_NUMBER)
+            form = {"CallSid": caller.call_sid, "AccountSid": caller.account_sid,
+                    "From": caller.from_, "To": caller.to, "CallStatus": "ringing"}
+            answer = parse_twiml((await caller._post_form("/twilio/voice", form)).text)
+            assert answer.stream_url, answer.xml
+            server.platform.admission.drain.begin()
+            await caller._open_stream(answer)
+            assert await caller.wait_closed(5) is not None
+            await caller.hang_up()
+            record = await _records(platform.database_url, caller.call_sid)
+    assert record.end_reason == "draining"
+    assert sim.sessions == [] and sim.connections == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from agentplatform.audio.frames import tone
-from agentplatform.carriers.twilio.tokens import StreamTokens
+from agentplatform.carriers.tokens import StreamTokens
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
 from agentplatform.testing.twilio_caller import TwilioCaller, TwimlAnswer
 from agentplatform.web.browser_call import MEDIA_PATH
@@ -103,3 +103,30 @@ async def test_an_agent_hanging_up_closes_the_browser_socket_with_its_reason(tmp
             code = await caller.wait_closed(15)
             await caller.hang_up()
     assert code == 1000 and caller.closed_by_server
+
+
+async def _records_for(client, call_sid: str) -> list:
+    from sqlmodel import Session, select
+
+    from agentplatform.storage.models import Call
+
+    await client.server.platform.writer.flush()
+    with Session(client.server.app.state.engine) as session:
+        return list(session.exec(select(Call).where(Call.carrier_call_id == call_sid)).all())
+
+
+async def test_a_browser_token_opens_one_stream_only(tmp_path, agent_file):
+    async with OpenAIRealtimeServer(pace=4.0, reply_ms=400) as sim:
+        async with served(tmp_path, openai_realtime_url=sim.url) as client:
+            ticket = await start_ticket(client)
+            first = await browser_stream(client, ticket)
+            await first.wait_for_audio(5)
+            during = await browser_stream(client, ticket)  # replayed while the call runs
+            assert await during.wait_closed(5) == 1008
+            await during.hang_up()
+            await first.hang_up()
+            after = await browser_stream(client, ticket)  # and after it ended
+            assert await after.wait_closed(5) == 1008
+            await after.hang_up()
+            assert len(sim.sessions) == 1
+            assert len(await _records_for(client, ticket["call_sid"])) == 1

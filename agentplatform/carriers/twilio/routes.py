@@ -1,7 +1,10 @@
 """Twilio's HTTP and WebSocket endpoints: voice webhook, media stream, status callback.
 
-The voice webhook answers TwiML that connects the call to ``/twilio/media`` with
-a token minted for that CallSid; after ``</Connect>`` comes ``<Hangup/>``, so
+Every endpoint checks ``X-Twilio-Signature`` and fails closed: with no
+``TWILIO_AUTH_TOKEN`` nothing is accepted (only the explicitly insecure
+``INSECURE_SKIP_TWILIO_SIGNATURE`` opens them, on a loopback host). The voice
+webhook answers TwiML that connects the call to ``/twilio/media`` with a
+single-use token minted for that CallSid; after ``</Connect>`` comes ``<Hangup/>``, so
 closing the stream from our side ends the call. The routes know nothing of
 models: ``handle_call`` gets an authenticated ``TwilioCallAudio`` and does the rest.
 """
@@ -16,12 +19,13 @@ from fastapi import APIRouter, Request, Response, WebSocket
 from starlette.datastructures import FormData
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
+from agentplatform.carriers.tokens import StreamTokens
 from agentplatform.carriers.twilio import signature
 from agentplatform.carriers.twilio.control import TwilioCallControl
 from agentplatform.carriers.twilio.stream import POLICY_VIOLATION, TOKEN_PARAMETER, TwilioCallAudio
-from agentplatform.carriers.twilio.tokens import StreamTokens
 from agentplatform.config import Settings
 from agentplatform.errors import CarrierError
+from agentplatform.single_use import SingleUseStore
 
 log = logging.getLogger(__name__)
 
@@ -71,28 +75,50 @@ def build_router(
     handle_call: Callable[[TwilioCallAudio], Awaitable[None]],
     on_call_status: Callable[[str, str], None],
     tokens: StreamTokens | None = None,
+    single_use: SingleUseStore | None = None,
     control: TwilioCallControl | None = None,
     admit: Callable[[str, str, str, str], Awaitable[str | None]] | None = None,
 ) -> APIRouter:
     """The Twilio endpoints. ``tokens`` and ``control`` default to ones built from
-    ``settings`` (control is ``None`` without credentials). ``admit(call_sid, agent,
+    ``settings`` (control is ``None`` without credentials); tokens are spent in
+    ``single_use`` (the application passes the store every process shares).
+    Without ``TWILIO_AUTH_TOKEN`` every endpoint refuses (403, or close 1008). ``admit(call_sid, agent,
     from, to)`` answers ``None`` to connect the call, or what to say before hanging
     up (spend controls, shutdown) — then no stream is opened."""
-    tokens = tokens or StreamTokens.from_settings(settings)
+    tokens = tokens or StreamTokens.from_settings(settings, single_use=single_use)
     if control is None:
         control = TwilioCallControl.from_settings(settings)
     auth_token = settings.twilio_auth_token
+    skip_signature = settings.insecure_skip_twilio_signature
+    signature.announce(settings)
     router = APIRouter()
 
     async def signed_form(request: Request) -> FormData | None:
-        """The form, or ``None`` when the signature is required and wrong."""
+        """The form, or ``None`` when it is not signed by Twilio (or cannot be checked)."""
         form = await request.form()
-        if not auth_token:
+        if skip_signature:
             return form
+        if not auth_token:
+            log.warning("refused %s: TWILIO_AUTH_TOKEN is not set, so Twilio's signature "
+                        "cannot be checked", request.url.path)
+            return None
         url = signature.public_request_url(request.url, settings.public_url)
         if signature.is_valid(auth_token, url, form, request.headers.get(signature.SIGNATURE_HEADER)):
             return form
         log.warning("rejected %s: bad or missing %s", request.url.path, signature.SIGNATURE_HEADER)
+        return None
+
+    def upgrade_refusal(websocket: WebSocket) -> str | None:
+        """Why the media upgrade is refused, or ``None`` to accept it."""
+        if skip_signature:
+            return None
+        if not auth_token:
+            log.warning("refused media stream upgrade: TWILIO_AUTH_TOKEN is not set, so "
+                        "Twilio's signature cannot be checked")
+            return "twilio disabled"
+        if not signature.stream_upgrade_is_valid(auth_token, websocket, settings.public_url):
+            log.warning("rejected media stream upgrade: bad or missing %s", signature.SIGNATURE_HEADER)
+            return "bad signature"
         return None
 
     @router.post(VOICE_PATH)
@@ -116,10 +142,10 @@ def build_router(
 
     @router.websocket(MEDIA_PATH)
     async def media(websocket: WebSocket) -> None:
-        if auth_token and not signature.stream_upgrade_is_valid(auth_token, websocket, settings.public_url):
-            log.warning("rejected media stream upgrade: bad or missing %s", signature.SIGNATURE_HEADER)
+        refusal = upgrade_refusal(websocket)
+        if refusal is not None:
             await websocket.accept()
-            await websocket.close(code=POLICY_VIOLATION, reason="bad signature")
+            await websocket.close(code=POLICY_VIOLATION, reason=refusal)
             return
         call = TwilioCallAudio(websocket, tokens=tokens, control=control)
         try:

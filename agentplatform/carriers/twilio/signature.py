@@ -4,6 +4,9 @@ The signature covers the exact URL Twilio requested. Behind a TLS-terminating
 proxy our request URL says ``http://internal-host``, not what Twilio signed, so
 when ``public_url`` is configured the URL is rebuilt from it. The HMAC itself is
 the ``twilio`` package's ``RequestValidator``; we never re-implement it.
+
+With no auth token there is nothing to check against, so the routes refuse
+everything (fail closed) and ``announce`` says so at start-up.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 from starlette.datastructures import URL
 from starlette.requests import HTTPConnection
 from twilio.request_validator import RequestValidator
+
+from agentplatform.config import Settings
+from agentplatform.errors import PlatformError
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
@@ -70,3 +76,27 @@ def stream_upgrade_is_valid(auth_token: str, conn: HTTPConnection, public_url: s
 def sign(auth_token: str, url: str, params: Mapping[str, Any] | None = None) -> str:
     """Compute the signature Twilio would send; for simulators and tests."""
     return RequestValidator(auth_token).compute_signature(url, dict(params or {}))
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def announce(settings: Settings) -> None:
+    """Say at start-up when Twilio cannot be reached: no auth token means every
+    Twilio endpoint refuses, rather than accepting unsigned requests."""
+    if settings.insecure_skip_twilio_signature:
+        log.warning("INSECURE_SKIP_TWILIO_SIGNATURE is set: Twilio signatures are NOT "
+                    "checked; anyone who can reach /twilio/* can place calls (development "
+                    "on a loopback host only)")
+    elif not settings.twilio_auth_token:
+        log.warning("Twilio is disabled until TWILIO_AUTH_TOKEN is set: /twilio/voice, "
+                    "/twilio/status and /twilio/media refuse every request")
+
+
+def check_bind_host(settings: Settings, host: str) -> None:
+    """Refuse to serve with signatures switched off on anything but loopback."""
+    if settings.insecure_skip_twilio_signature and host not in LOOPBACK_HOSTS:
+        raise PlatformError(
+            f"INSECURE_SKIP_TWILIO_SIGNATURE is set and the server would listen on {host!r}: "
+            "unsigned Twilio requests are only allowed on a loopback host (127.0.0.1, ::1, "
+            "localhost). Set TWILIO_AUTH_TOKEN and unset INSECURE_SKIP_TWILIO_SIGNATURE.")

@@ -1,8 +1,9 @@
 """One Twilio Media Stream, as ``CallAudio``: owns the WebSocket, nothing else.
 
 Life of a stream: ``start()`` reads ``connected`` and ``start``, checks the
-stream token against the CallSid (closing 1008 before anything else happens if
-it fails, so no model session is ever opened for an unauthenticated stream),
+stream token against the CallSid and spends it (closing 1008 before anything else
+happens if it is bad or already used, so no model session is ever opened for an
+unauthenticated or replayed stream),
 then ``events()`` turns frames into carrier events until ``stop`` or the socket
 closes. A malformed frame is counted by kind and skipped; only the socket ending
 ends the stream. Sends never raise: a closed socket is logged once and the
@@ -29,7 +30,7 @@ from agentplatform.carriers.twilio.media import (
     Connected, DtmfDigit, Inbound, MalformedMessage, Mark, Media, Start, Stop,
     clear_message, mark_message, media_message, parse_message,
 )
-from agentplatform.carriers.twilio.tokens import StreamTokens
+from agentplatform.carriers.tokens import StreamTokens
 from agentplatform.errors import CarrierError, StreamAuthError
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ class TwilioCallAudio(CallAudio):
         try:
             if not token:
                 raise StreamAuthError("media stream carries no token")
-            agent = self._tokens.verify(token, start.call_sid)
+            # Verified and spent in one step: a replayed token, on any process, stops here.
+            agent = (await self._tokens.redeem(token, start.call_sid)).agent
         except StreamAuthError as exc:
             log.warning("rejecting media stream for call %s: %s", start.call_sid, exc)
             await self._close(POLICY_VIOLATION, "stream token rejected")

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from agentplatform.carriers.base import CarrierEvent, Dtmf, InboundAudio, MarkPlayed, StreamStopped
 from agentplatform.carriers.twilio.stream import TwilioCallAudio
-from agentplatform.carriers.twilio.tokens import StreamTokens
+from agentplatform.carriers.tokens import StreamTokens
 from agentplatform.errors import CarrierError
 from agentplatform.testing import twilio_wire as twilio
 
