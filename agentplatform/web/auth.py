@@ -36,6 +36,7 @@ from urllib.parse import quote
 from fastapi import HTTPException, Request
 
 from agentplatform.config import Settings
+from agentplatform.single_use import MemorySingleUse, SingleUseStore, SingleUseUnavailable
 from agentplatform.web.hosts import BadHost, HostPolicy, forwarding_headers, is_loopback_name, \
     split_host
 from agentplatform.web.passwords import check_hash_format
@@ -75,7 +76,7 @@ LAPTOP_ONLY_MESSAGE = (
 class Access:
     """The access policy and the session signer, built from the settings at start."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, revocations: SingleUseStore | None = None) -> None:
         self.user = settings.admin_user
         self.password_hash = settings.admin_password_hash
         if self.password_hash:
@@ -83,7 +84,10 @@ class Access:
         self.api_key = settings.api_key
         secret = settings.session_secret.encode() if settings.session_secret \
             else secrets.token_bytes(32)
-        self.signer = SessionSigner(secret, settings.session_max_age_seconds)
+        self.signer = SessionSigner(secret, settings.session_max_age_seconds,
+                                    password_hash=self.password_hash)
+        # Logged-out sessions, shared by every process (one process only without it).
+        self.revocations: SingleUseStore = revocations or MemorySingleUse()
         self.secure_cookies = settings.public_url.startswith("https://")
         self.hosts = HostPolicy.build(public_url=settings.public_url,
                                       allowed_hosts=settings.allowed_hosts,
@@ -103,12 +107,20 @@ class Access:
         log.info("answering to the host names %s (any other Host gets 400; set "
                  "ALLOWED_HOSTS to add one)", self.hosts.describe())
 
+    async def revoke(self, session: Session) -> None:
+        """End ``session`` everywhere: its id is claimed until the cookie would expire.
+        Raises ``SingleUseUnavailable`` if the store cannot record it."""
+        await self.revocations.claim(session.revocation_id, session.expires)
+
+    async def is_revoked(self, session: Session) -> bool:
+        return await self.revocations.is_claimed(session.revocation_id)
+
     def api_key_matches(self, presented: str) -> bool:
         return bool(self.api_key) and hmac.compare_digest(presented.encode(), self.api_key.encode())
 
     def cookie_header(self, session: Session | None) -> str:
         """A ``Set-Cookie`` value carrying ``session`` (None: delete the cookie)."""
-        value = self.signer.dumps(session) if session else ""
+        value = session.value if session else ""
         max_age = self.signer.max_age if session else 0
         secure = "; Secure" if self.secure_cookies else ""
         return f"{COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
@@ -180,6 +192,15 @@ class AccessMiddleware:
             cookies = SimpleCookie()
         morsel = cookies.get(COOKIE_NAME)
         session = self.access.signer.loads(morsel.value if morsel else None)
+        if session is not None:
+            try:
+                if await self.access.is_revoked(session):
+                    session = None  # logged out: as if there were no cookie
+            except SingleUseUnavailable as exc:
+                log.error("cannot tell whether a session was logged out, refusing it: %s", exc)
+                await _deny(scope, receive, send, 503,
+                            "sessions cannot be checked right now; try again shortly")
+                return
         state = scope.setdefault("state", {})
         state["session"] = session
         state["access"] = self.access

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import secrets
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from agentplatform.web.auth import Access, require_csrf
+from agentplatform.single_use import SingleUseUnavailable
+from agentplatform.web.auth import Access, require_csrf, session_of
 from agentplatform.web.passwords import verify_password
 from agentplatform.web.templating import templates
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 LOGIN_COOKIE = "ap_login"
 
@@ -75,6 +78,15 @@ async def login(request: Request, user: str = Form(""), password: str = Form("")
 
 @router.post("/logout", dependencies=[Depends(require_csrf)])
 async def logout(request: Request) -> Response:
+    """End the session on the server too: a copy of the cookie is refused from now on."""
+    session = session_of(request)
+    if session is not None:
+        try:
+            await _access(request).revoke(session)
+        except SingleUseUnavailable as exc:
+            log.error("logout could not be recorded: %s", exc)
+            raise HTTPException(status_code=503, detail="logging out could not be recorded "
+                                "right now; try again shortly") from None
     response = RedirectResponse("/login", status_code=303)
     response.headers.append("set-cookie", _access(request).cookie_header(None))
     return response

@@ -24,7 +24,7 @@ def install_admin(app: FastAPI, settings: Settings) -> Access:
     from agentplatform.web.chat_routes import router as chat_router
     from agentplatform.web.login import router as login_router
 
-    access = Access(settings)
+    access = Access(settings, revocations=getattr(app.state, "single_use", None))
     app.state.access = access
     app.add_middleware(AccessMiddleware, access=access)
     app.include_router(login_router)

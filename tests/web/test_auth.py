@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
+from agentplatform.carriers.twilio.signature import SIGNATURE_HEADER, sign
 from agentplatform.cli import main as cli_main
+from agentplatform.signing import SESSION_COOKIE, STREAM_TOKEN, Signer
 from agentplatform.web.auth import Access
 from agentplatform.web.passwords import check_hash_format, hash_password, verify_password
 from agentplatform.web.sessions import SessionSigner
@@ -36,13 +38,29 @@ def test_a_malformed_password_hash_stops_the_server_instead_of_leaving_it_open(t
 def test_session_cookies_that_are_forged_or_expired_are_not_sessions():
     now = [1000.0]
     signer = SessionSigner(b"secret", 60, clock=lambda: now[0])
-    cookie = signer.dumps(signer.new("admin"))
+    cookie = signer.new("admin").value
     assert signer.loads(cookie).user == "admin"
     body, mac = cookie.split(".")
     assert signer.loads(body[:-2] + "xx." + mac) is None
     assert SessionSigner(b"other", 60, clock=lambda: now[0]).loads(cookie) is None
     now[0] += 61
     assert signer.loads(cookie) is None
+
+
+def test_session_cookies_are_signed_by_the_one_signer_for_their_own_purpose():
+    session = SessionSigner(b"secret", 60).new("admin")
+    body = Signer(b"secret", SESSION_COOKIE).loads(session.value)
+    assert (body["u"], body["c"], body["jti"]) == ("admin", session.csrf, session.jti)
+    # A value signed under the same secret for another use is no session.
+    stream_token = Signer(b"secret", STREAM_TOKEN).dumps(dict(body), 60)
+    assert SessionSigner(b"secret", 60).loads(stream_token) is None
+
+
+def test_a_session_signed_under_another_password_hash_is_not_a_session():
+    old = SessionSigner(b"secret", 60, password_hash=HASH).new("admin")
+    assert SessionSigner(b"secret", 60, password_hash=HASH).loads(old.value) is not None
+    other = hash_password("another password", n=2**10)
+    assert SessionSigner(b"secret", 60, password_hash=other).loads(old.value) is None
 
 
 def test_hash_password_command_prints_a_hash_that_verifies(monkeypatch, capsys):
@@ -113,7 +131,8 @@ async def test_a_login_form_posted_from_elsewhere_is_refused(tmp_path, agent_fil
 
 
 async def test_api_needs_the_key_when_access_is_protected(tmp_path, agent_file):
-    async with remote(tmp_path, admin_password_hash=HASH, api_key="k-123") as client:
+    async with remote(tmp_path, admin_password_hash=HASH, api_key="k-123",
+                      twilio_auth_token="tw-token") as client:
         assert (await client.get("/api/agents")).status_code == 401
         assert (await client.get("/api/agents", headers={"X-API-Key": "wrong"})).status_code == 401
         assert (await client.get("/api/agents", headers={"X-API-Key": "k-123"})).status_code == 200
@@ -121,7 +140,10 @@ async def test_api_needs_the_key_when_access_is_protected(tmp_path, agent_file):
         assert bearer.status_code == 200
         # What Twilio and monitoring need stays reachable (Twilio checks its own signature).
         assert (await client.get("/healthz")).status_code == 200
-        assert (await client.post("/twilio/voice", data={"CallSid": "CA1", "To": "+1"})).status_code == 200
+        form = {"CallSid": "CA1", "To": "+1"}
+        signed = sign("tw-token", "http://admin.example/twilio/voice", form)
+        assert (await client.post("/twilio/voice", data=form,
+                                  headers={SIGNATURE_HEADER: signed})).status_code == 200
 
 
 async def test_a_form_post_without_the_csrf_token_changes_nothing(tmp_path, agent_file):
@@ -153,3 +175,48 @@ async def test_a_session_calling_the_api_must_send_its_csrf_header(tmp_path, age
         assert (await client.post("/debug/metrics/reset")).status_code == 403
         ok = await client.post("/debug/metrics/reset", headers={"X-CSRF-Token": token})
         assert ok.status_code == 200
+
+
+async def log_in(client, password: str = PASSWORD) -> str:
+    """Sign in through the form; the session cookie's value."""
+    form = await client.get("/login")
+    token = form.text.split('name="login_token" value="')[1].split('"')[0]
+    ok = await client.post("/login", data={"user": "admin", "password": password,
+                                           "login_token": token, "next": "/"})
+    assert ok.status_code == 303, ok.text
+    return client.cookies["ap_session"]
+
+
+async def test_a_cookie_captured_before_logout_is_refused_after_it(tmp_path, agent_file):
+    async with remote(tmp_path, admin_password_hash=HASH, session_secret="s") as client:
+        stolen = await log_in(client)
+        page = await client.get("/agents/front-desk")
+        assert page.status_code == 200
+        out = await client.post("/logout", data={"csrf_token": csrf_of(page.text)})
+        assert out.status_code == 303
+        client.cookies.clear()
+        client.cookies.set("ap_session", stolen)
+        again = await client.get("/agents/front-desk")
+        assert again.status_code == 303 and again.headers["location"].startswith("/login")
+        assert (await client.get("/api/agents")).status_code == 401
+
+
+async def test_logout_ends_the_session_in_every_process_on_the_database(tmp_path, agent_file):
+    settings = {"admin_password_hash": HASH, "session_secret": "shared"}
+    async with remote(tmp_path, **settings) as first, remote(tmp_path, **settings) as second:
+        cookie = await log_in(first)
+        second.cookies.set("ap_session", cookie)
+        page = await second.get("/agents/front-desk")
+        assert page.status_code == 200
+        assert (await first.post("/logout", data={"csrf_token": csrf_of(page.text)})
+                ).status_code == 303
+        assert (await second.get("/agents/front-desk")).status_code == 303
+
+
+async def test_changing_the_password_ends_every_session(tmp_path, agent_file):
+    async with remote(tmp_path, admin_password_hash=HASH, session_secret="shared") as before:
+        cookie = await log_in(before)
+    new_hash = hash_password("a new password", n=2**10)
+    async with remote(tmp_path, admin_password_hash=new_hash, session_secret="shared") as after:
+        after.cookies.set("ap_session", cookie)
+        assert (await after.get("/agents/front-desk")).status_code == 303
