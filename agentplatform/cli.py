@@ -1,5 +1,5 @@
 """The command line: ``agentplatform serve | agents list|validate | call | chat | bench |
-hash-password``."""
+hash-password | db upgrade``."""
 
 from __future__ import annotations
 
@@ -89,6 +89,22 @@ def _hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace) -> int:
+    import logging
+
+    from agentplatform.config import get_settings
+    from agentplatform.storage.database import make_engine
+    from agentplatform.storage.schema import upgrade_database
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    engine = make_engine(get_settings().database_url)
+    try:
+        print(f"database at revision {upgrade_database(engine)}")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentplatform",
                                      description="Answer phone calls with realtime speech models.")
@@ -131,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     hash_pw.add_argument("--password-stdin", action="store_true",
                          help="read the password from the first line of stdin (for scripts)")
     hash_pw.set_defaults(func=_hash_password)
+
+    db = sub.add_parser("db", help="bring the database (DATABASE_URL) to the newest schema")
+    db.add_argument("db_command", choices=["upgrade"])
+    db.set_defaults(func=_db)
 
     bench = sub.add_parser("bench", help="load benchmark: N simulated calls against a server process")
     bench.add_argument("--calls", type=int, nargs="*", default=None,

@@ -12,16 +12,13 @@ server dropped overnight is replaced instead of failing the next write.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
-from sqlmodel import SQLModel
-
 from agentplatform.storage import models  # noqa: F401  (registers the tables)
+from agentplatform.storage.schema import upgrade_database
 
 DEFAULT_URL = "sqlite:///agentplatform.db"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -70,63 +67,7 @@ def make_engine(url: str = DEFAULT_URL, **engine_kwargs: Any) -> Engine:
 
 
 def create_tables(engine: Engine) -> None:
-    """Create every registered table that does not exist yet, and add columns that
-    were added to an existing table since (a database from an earlier version keeps
-    working). Changed or dropped columns still need a migration tool.
-
-    Several server processes may start at once on one database: one that loses the
-    race between "does it exist?" and "create it" tries again, and then finds it.
-    """
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine)
-            add_missing_columns(engine)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == 2:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
-
-def add_missing_columns(engine: Engine) -> list[str]:
-    """``ALTER TABLE … ADD COLUMN`` for every model column the database lacks.
-
-    New columns are added nullable with their scalar default, so old rows read as
-    "not measured" (or 0) rather than failing. Returns ``table.column`` names added.
-    """
-    inspector = inspect(engine)
-    added: list[str] = []
-    with engine.begin() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            if not inspector.has_table(table.name, schema=table.schema):
-                continue
-            present = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
-            for column in table.columns:
-                if column.name in present:
-                    continue
-                ddl = f"ALTER TABLE {table.name} ADD COLUMN {column.name} " \
-                      f"{column.type.compile(dialect=engine.dialect)}"
-                default = getattr(column.default, "arg", None)
-                if default is None and not column.nullable:
-                    default = _ZERO.get(_python_type(column))  # a count or a sum: 0
-                if isinstance(default, bool | int | float) and not callable(default):
-                    ddl += f" DEFAULT {_sql_literal(default)}"
-                conn.execute(text(ddl))
-                added.append(f"{table.name}.{column.name}")
-    return added
-
-
-_ZERO: dict[type, bool | int | float] = {bool: False, int: 0, float: 0.0}
-
-
-def _python_type(column: Any) -> type | None:
-    try:
-        return column.type.python_type
-    except NotImplementedError:
-        return None
-
-
-def _sql_literal(value: bool | int | float) -> str:
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    return repr(value)
+    """Bring the database to the newest schema by running the migrations
+    (``storage/schema.py``): the tables of a fresh database, the changes since for
+    an older one. Safe when several processes start on one database at once."""
+    upgrade_database(engine)

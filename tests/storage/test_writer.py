@@ -14,7 +14,6 @@ from sqlmodel import Session
 from agentplatform.catalog import load_catalog
 from agentplatform.realtime.base import Usage
 from agentplatform.records import CallRecorder, CallStart, EndReason
-from agentplatform.storage.database import create_tables
 from agentplatform.storage.models import Call, CallEvent
 from agentplatform.storage.queries import find_by_carrier_id, get_call
 from agentplatform.storage.writer import CallWriter
@@ -291,7 +290,8 @@ async def test_database_error_is_logged_and_the_writer_keeps_going(
 
     assert any("_EventAdded" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
     assert writer.stats().failed == 1
-    create_tables(engine)  # the table is back (empty): reads work, the next call is whole
+    # The table is back (empty): reads work, the next call is whole.
+    CallEvent.__table__.create(engine)  # type: ignore[attr-defined]
     detail = get_call(engine, first.call_id)
     assert detail is not None
     assert [(t.seq, t.text) for t in detail.turns] == [(1, "one"), (2, "two")]
@@ -324,7 +324,7 @@ async def test_failed_command_in_a_batch_loses_only_itself(sqlite_engine: Engine
     stats = writer.stats()
     await writer.stop()
 
-    create_tables(sqlite_engine)
+    CallEvent.__table__.create(sqlite_engine)  # type: ignore[attr-defined]
     detail = get_call(sqlite_engine, start.call_id)
     assert detail is not None
     assert [(t.seq, t.text) for t in detail.turns] == [(1, "a"), (2, "b")]
