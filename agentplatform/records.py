@@ -21,6 +21,9 @@ class EndReason(StrEnum):
     PROVIDER_ERROR = "provider_error"
     CARRIER_ERROR = "carrier_error"
     SERVER_SHUTDOWN = "server_shutdown"
+    # The process serving the call died (its liveness lease ran out); closed by
+    # another process with what was recorded until then.
+    SERVER_LOST = "server_lost"
     COMPLETED = "completed"  # a status callback closed a call the stream never did
     # Refused before any model session opened (spend controls, shutdown).
     BUSY = "busy"  # the agent's max_concurrent_calls was reached

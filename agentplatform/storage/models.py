@@ -83,9 +83,16 @@ class Call(CallBase, table=True):
     __table_args__ = (
         Index("ix_call_started_at", "started_at"),
         Index("ix_call_agent_started_at", "agent", "started_at"),
+        Index("ix_call_lease_expires_at", "lease_expires_at"),
     )
 
     id: str = Field(primary_key=True, max_length=32)  # uuid hex, minted by the bridge
+    # Liveness: the writer of the process serving an open call pushes the lease out
+    # while the process lives. Still open with the lease run out, the call's server is
+    # gone, and any process closes it as ``server_lost`` at ``last_seen_at``
+    # (``storage/lost_calls.py``). Cleared when the call closes.
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class CallPublic(CallBase):
