@@ -22,7 +22,7 @@ async def healthz(request: Request) -> dict[str, object]:
 @router.get("/api/agents")
 async def list_agents(request: Request) -> dict[str, object]:
     store = request.app.state.platform.store
-    store.refresh()
+    await store.refresh_async()
     return {
         "agents": [
             {"name": a.name, "model": a.spec.model, "voice": a.spec.voice,
