@@ -21,10 +21,15 @@ Rules this store keeps (and documents for admins):
   files whose (mtime, size, inode) changed are read and parsed again.
   Validation results depend on the environment too (key warnings); those
   are recomputed only when a file changes.
+* **The server never parses on its event loop.** Every method has an ``_async``
+  twin for code on the loop: parsing and checking run in the agent-file worker
+  process (``offload``) with a time limit, and only the cheap bookkeeping runs on
+  the loop. The plain methods do the same work in-process (CLI, tests).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -33,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentplatform.agents import offload
+from agentplatform.agents.examine import NAME_FIELD, Examined, examine_file, examine_text
 from agentplatform.agents.issues import (
     AgentInvalid,
     AgentNotFound,
@@ -42,16 +49,14 @@ from agentplatform.agents.issues import (
     warning,
 )
 from agentplatform.agents.spec import AgentSpec
-from agentplatform.agents.validation import check_document, check_text
-from agentplatform.agents.yamlio import line_of, load_document, read_document
 from agentplatform.catalog import Catalog
 from agentplatform.config import Settings
-from agentplatform.errors import AgentError
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".yaml", ".yml")
-_NAME_FIELD = "name"
+_NAME_FIELD = NAME_FIELD
+Stamp = tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +76,16 @@ class LoadedAgent:
 class _FileState:
     """One file's own check, cached until its stat stamp changes."""
 
-    stamp: tuple[int, int, int]
-    spec: AgentSpec | None
-    issues: tuple[Issue, ...]
-    doc: object  # round-trip document, to place cross-file issues on a line
+    stamp: Stamp | None  # None: not cached (its check timed out), read again next time
+    found: Examined
+
+    @property
+    def spec(self) -> AgentSpec | None:
+        return self.found.spec
+
+    @property
+    def issues(self) -> tuple[Issue, ...]:
+        return self.found.issues
 
 
 class AgentStore:
@@ -114,23 +125,51 @@ class AgentStore:
         """Pick up added, edited and removed files; True when anything changed.
 
         Meant to run on every incoming call: it only stats files unless one changed.
+        Parses in this thread: code on the event loop calls :meth:`refresh_async`.
         """
         stamps = self._scan()
-        changed = stamps.keys() != self._files.keys()
-        files: dict[Path, _FileState] = {}
-        for path, stamp in stamps.items():
-            state = self._files.get(path)
-            if state is None or state.stamp != stamp:
-                state = self._load_file(path, stamp)
-                changed = True
-            files[path] = state
-        if changed:
-            self._files = files
-            self._assemble()
-        return changed
+        fresh = {path: self._load_file(path, stamp)
+                 for path, stamp in self._changed(stamps).items()}
+        return self._install(stamps, fresh)
 
-    def _scan(self) -> dict[Path, tuple[int, int, int]]:
-        stamps: dict[Path, tuple[int, int, int]] = {}
+    async def refresh_async(self) -> bool:
+        """:meth:`refresh` for the event loop: changed files are parsed in the worker
+        process. A file whose check times out keeps its last good state (or, if it
+        had none, is listed as a problem) and is read again next time."""
+        stamps = await asyncio.to_thread(self._scan)
+        fresh: dict[Path, _FileState] = {}
+        for path, stamp in self._changed(stamps).items():
+            try:
+                found = await offload.run(examine_file, path=path, catalog=self.catalog,
+                                          settings=self._settings,
+                                          environ=self.environ_snapshot())
+            except offload.AgentWorkTimeout as exc:
+                old = self._files.get(path)
+                fresh[path] = _FileState(None, old.found if old is not None else Examined(
+                    None, (error(exc.file, exc.field, exc.message),)))
+                continue
+            fresh[path] = _FileState(stamp, found)
+        return self._install(stamps, fresh)
+
+    def _changed(self, stamps: dict[Path, Stamp]) -> dict[Path, Stamp]:
+        return {path: stamp for path, stamp in stamps.items()
+                if (state := self._files.get(path)) is None or state.stamp != stamp}
+
+    def _install(self, stamps: dict[Path, Stamp], fresh: dict[Path, _FileState]) -> bool:
+        """Swap in the new per-file states and rebuild the maps, if anything changed."""
+        if not fresh and stamps.keys() == self._files.keys():
+            return False
+        files = {path: fresh.get(path) or self._files.get(path) for path in stamps}
+        self._files = {path: state for path, state in files.items() if state is not None}
+        self._assemble()
+        return True
+
+    def environ_snapshot(self) -> dict[str, str]:
+        """The environment validation reads, as plain data for the worker process."""
+        return dict(os.environ if self._environ is None else self._environ)
+
+    def _scan(self) -> dict[Path, Stamp]:
+        stamps: dict[Path, Stamp] = {}
         try:
             entries = list(os.scandir(self.directory))
         except FileNotFoundError:
@@ -146,23 +185,9 @@ class AgentStore:
                 stamps[Path(entry.path)] = (st.st_mtime_ns, st.st_size, st.st_ino)
         return stamps
 
-    def _load_file(self, path: Path, stamp: tuple[int, int, int]) -> _FileState:
-        try:
-            doc = read_document(path)
-        except AgentError as exc:
-            return _FileState(stamp, None, (error(exc.file, exc.field, exc.message),), None)
-        spec, issues = self._check(doc, path)
-        return _FileState(stamp, spec, tuple(issues), doc)
-
-    def _check(self, doc: object, path: Path) -> tuple[AgentSpec | None, list[Issue]]:
-        file = str(path)
-        spec, issues = check_document(doc, file=file, catalog=self.catalog,
-                                      settings=self._settings, environ=self._environ)
-        if spec is not None and spec.name != path.stem:
-            mismatch = error(file, _NAME_FIELD, f"name {spec.name!r} must match the file name "
-                             f"{path.stem!r} (rename one of them)")
-            issues.append(mismatch.at_line(line_of(doc, _NAME_FIELD)))
-        return spec, issues
+    def _load_file(self, path: Path, stamp: Stamp) -> _FileState:
+        return _FileState(stamp, examine_file(path, catalog=self.catalog,
+                                              settings=self._settings, environ=self._environ))
 
     def _assemble(self) -> None:
         """Rebuild the name and number maps from the cached per-file results.
@@ -182,7 +207,7 @@ class AgentStore:
             if spec is None or errors_in(issues):
                 problems[file] = issues
                 continue
-            conflicts = self._conflicts(spec, path, state.doc, agents, numbers, extra)
+            conflicts = self._conflicts(spec, path, state.found, agents, numbers, extra)
             if conflicts:
                 problems[file] = issues + conflicts
                 continue
@@ -199,64 +224,93 @@ class AgentStore:
         self.agents, self._numbers, self.problems = agents, numbers, problems
 
     def _conflicts(
-        self, spec: AgentSpec, path: Path, doc: object, agents: dict[str, LoadedAgent],
+        self, spec: AgentSpec, path: Path, found: Examined, agents: dict[str, LoadedAgent],
         numbers: dict[str, LoadedAgent], extra: dict[Path, list[Issue]],
     ) -> list[Issue]:
         file = str(path)
-        found: list[Issue] = []
+        refused: list[Issue] = []
         owner = agents.get(spec.name)
         if owner is not None:
-            found.append(error(file, _NAME_FIELD, f"agent {spec.name!r} is already defined by "
+            refused.append(error(file, _NAME_FIELD, f"agent {spec.name!r} is already defined by "
                                f"{owner.path.name}, which takes precedence").at_line(
-                                   line_of(doc, _NAME_FIELD)))
+                                   found.line(_NAME_FIELD)))
             extra.setdefault(owner.path, []).append(warning(
                 str(owner.path), _NAME_FIELD,
                 f"{path.name} also defines agent {spec.name!r} and is not loaded").at_line(
-                    line_of(self._files[owner.path].doc, _NAME_FIELD)))
+                    self._files[owner.path].found.line(_NAME_FIELD)))
         for i, number in enumerate(spec.phone_numbers):
             holder = numbers.get(number)
             if holder is None:
                 continue
             field = f"phone_numbers[{i}]"
-            found.append(error(file, field, f"{number} is already claimed by {holder.path.name} "
+            refused.append(error(file, field, f"{number} is already claimed by {holder.path.name} "
                                f"(agent {holder.name!r}); the file whose name sorts first "
-                               f"keeps it").at_line(line_of(doc, field)))
+                               f"keeps it").at_line(found.line(field)))
             j = holder.spec.phone_numbers.index(number)
             holder_field = f"phone_numbers[{j}]"
             notice = warning(str(holder.path), holder_field,
                              f"{number} is also claimed by {path.name}, which is not loaded "
                              f"until one of them gives it up")
             extra.setdefault(holder.path, []).append(
-                notice.at_line(line_of(self._files[holder.path].doc, holder_field)))
-        return found
+                notice.at_line(self._files[holder.path].found.line(holder_field)))
+        return refused
 
     # --- writing --------------------------------------------------------------------
 
     def check(self, name: str, yaml_text: str) -> tuple[AgentSpec | None, list[Issue]]:
         """Everything that would stop ``save(name, yaml_text)``, without writing."""
-        if not _valid_name(name):
-            return None, [error(str(self.directory), _NAME_FIELD,
-                                f"{name!r} is not a valid agent name (lowercase letters, "
-                                "digits, '-' or '_', starting with a letter or digit)")]
+        refused = self._name_refused(name)
+        if refused:
+            return None, refused
         self.refresh()
-        path = self.path_for(name) or self.directory / f"{name}.yaml"
-        file = str(path)
-        spec, issues = check_text(yaml_text, file=file, catalog=self.catalog,
-                                  settings=self._settings, environ=self._environ)
+        file = str(self._path_to_write(name))
+        found = examine_text(yaml_text, file=file, catalog=self.catalog,
+                             settings=self._settings, environ=self._environ)
+        return found.spec, self._against_others(name, file, found)
+
+    async def check_async(self, name: str, yaml_text: str) -> tuple[AgentSpec | None, list[Issue]]:
+        """:meth:`check` for the event loop (parsing in the worker process)."""
+        spec, issues, _ = await self._check_async(name, yaml_text)
+        return spec, issues
+
+    async def _check_async(self, name: str, yaml_text: str,
+                           ) -> tuple[AgentSpec | None, list[Issue], Examined | None]:
+        refused = self._name_refused(name)
+        if refused:
+            return None, refused, None
+        await self.refresh_async()
+        file = str(self._path_to_write(name))
+        found = await offload.run(examine_text, yaml_text, file=file, catalog=self.catalog,
+                                  settings=self._settings, environ=self.environ_snapshot())
+        return found.spec, self._against_others(name, file, found), found
+
+    def _name_refused(self, name: str) -> list[Issue]:
+        if _valid_name(name):
+            return []
+        return [error(str(self.directory), _NAME_FIELD,
+                      f"{name!r} is not a valid agent name (lowercase letters, "
+                      "digits, '-' or '_', starting with a letter or digit)")]
+
+    def _path_to_write(self, name: str) -> Path:
+        return self.path_for(name) or self.directory / f"{name}.yaml"
+
+    def _against_others(self, name: str, file: str, found: Examined) -> list[Issue]:
+        """The file's own issues, plus: its name must be ``name``, its numbers its own."""
+        issues = list(found.issues)
+        spec = found.spec
         if spec is None:
-            return spec, issues
-        doc = load_document(yaml_text, file=file)
+            return issues
         if spec.name != name:
             issues.append(error(file, _NAME_FIELD, f"name {spec.name!r} must be {name!r}, the "
-                                "agent being saved").at_line(line_of(doc, _NAME_FIELD)))
+                                "agent being saved").at_line(found.line(_NAME_FIELD)))
         for i, number in enumerate(spec.phone_numbers):
             holder = self._numbers.get(number)
             if holder is not None and holder.name != name:
                 field = f"phone_numbers[{i}]"
                 issues.append(error(file, field, f"{number} already belongs to agent "
                                     f"{holder.name!r} ({holder.path.name})").at_line(
-                                        line_of(doc, field)))
-        return spec, issues
+                                        found.line(field)))
+        return issues
 
     def save(self, name: str, yaml_text: str) -> LoadedAgent:
         """Validate, then atomically write the agent's file; raises AgentInvalid on errors.
@@ -266,10 +320,26 @@ class AgentStore:
         _, issues = self.check(name, yaml_text)
         if errors_in(issues):
             raise AgentInvalid(issues)
-        path = self.path_for(name) or self.directory / f"{name}.yaml"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, yaml_text.encode("utf-8"))
+        path = self._path_to_write(name)
+        _write_agent_file(path, yaml_text)
         self.refresh()
+        return self._saved(name, path)
+
+    async def save_async(self, name: str, yaml_text: str) -> LoadedAgent:
+        """:meth:`save` for the event loop. The check's result is what gets installed
+        for the new file, so the text is parsed once, in the worker process."""
+        _, issues, found = await self._check_async(name, yaml_text)
+        if errors_in(issues):
+            raise AgentInvalid(issues)
+        assert found is not None
+        path = self._path_to_write(name)
+        stamp = await asyncio.to_thread(_write_agent_file, path, yaml_text)
+        self._files = {**self._files, path: _FileState(stamp, found)}
+        self._assemble()
+        await self.refresh_async()
+        return self._saved(name, path)
+
+    def _saved(self, name: str, path: Path) -> LoadedAgent:
         agent = self.agents.get(name)
         if agent is None:  # a concurrent edit on disk got in between
             raise AgentInvalid(self.problems.get(str(path)) or [
@@ -279,12 +349,33 @@ class AgentStore:
     def delete(self, name: str) -> None:
         """Remove the agent's file (loaded or broken); raises AgentNotFound."""
         self.refresh()
+        _remove_agent_file(self._path_to_delete(name))
+        self.refresh()
+
+    async def delete_async(self, name: str) -> None:
+        """:meth:`delete` for the event loop."""
+        await self.refresh_async()
+        await asyncio.to_thread(_remove_agent_file, self._path_to_delete(name))
+        await self.refresh_async()
+
+    def _path_to_delete(self, name: str) -> Path:
         path = self.path_for(name) if _valid_name(name) else None
         if path is None:
             raise AgentNotFound(str(self.directory), name)
-        path.unlink(missing_ok=True)
-        _fsync_dir(self.directory)
-        self.refresh()
+        return path
+
+
+def _write_agent_file(path: Path, text: str) -> Stamp:
+    """Write atomically; the stamp ``refresh`` will see for what was written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, text.encode("utf-8"))
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _remove_agent_file(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
 
 
 def _spec_name_pattern() -> re.Pattern[str]:

@@ -4,6 +4,9 @@ Round-trip mode keeps comments, key order and quoting, so an edit made by the
 web screen or the CLI changes only the fields it touches and the admin's notes
 survive. Syntax errors become ``AgentError`` with the line and column, and any
 field path can be traced back to its line for messages.
+
+Every load goes through the limits of ``yamllimits`` (file size, nesting, alias
+expansion), so no caller can build values from a file that would explode.
 """
 
 from __future__ import annotations
@@ -19,15 +22,27 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from agentplatform.agents.issues import WHOLE_FILE, parse_dotted
+from agentplatform.agents.yamllimits import MAX_FILE_BYTES, LimitedComposer
 from agentplatform.errors import AgentError
 
-# Marks a key to delete in :func:`set_fields`.
-REMOVE = object()
+class _Remove:
+    """Marks a key to delete in :func:`set_fields`; stays itself when pickled to the
+    agent-file worker process (identity is what ``set_fields`` checks)."""
+
+    def __reduce__(self) -> str:
+        return "REMOVE"
+
+    def __repr__(self) -> str:
+        return "REMOVE"
+
+
+REMOVE = _Remove()
 
 
 def _yaml() -> YAML:
     """A fresh round-trip loader/dumper (YAML objects keep state; never share one)."""
     yaml = YAML(typ="rt")
+    yaml.Composer = LimitedComposer
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a long prompt line the admin wrote
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -35,9 +50,16 @@ def _yaml() -> YAML:
 
 
 def load_document(text: str, *, file: str) -> Any:
-    """Parse YAML text, keeping comments; syntax errors name the line and column."""
+    """Parse YAML text, keeping comments; syntax errors and files over the size,
+    nesting or alias limits name the line and column."""
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        raise AgentError(file, WHOLE_FILE, f"the file is {size // 1024} KiB; an agent file "
+                         f"may be at most {MAX_FILE_BYTES // 1024} KiB")
     try:
         return _yaml().load(text)
+    except RecursionError:
+        raise AgentError(file, WHOLE_FILE, "nested too deeply to read") from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -53,7 +75,12 @@ def read_document(path: Path, *, file: str | None = None) -> Any:
     """Read and parse one agent file; unreadable or non-UTF-8 files become AgentError."""
     name = file or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)  # never more than the limit into memory
+        if len(data) > MAX_FILE_BYTES:
+            raise AgentError(name, WHOLE_FILE, f"the file is larger than "
+                             f"{MAX_FILE_BYTES // 1024} KiB, the most an agent file may be")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise AgentError(name, WHOLE_FILE, f"not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:

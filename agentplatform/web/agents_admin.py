@@ -2,8 +2,10 @@
 
 Every write goes through ``AgentStore.check``/``save``: the file is written atomically
 and only when it validates, so a refused save leaves the file byte for byte as it was
-and the page shows each error beside its field. File work runs in a worker thread (the
-event loop also carries live calls) under one lock, so two saves never interleave.
+and the page shows each error beside its field. The event loop also carries live calls,
+so nothing here parses, validates or dumps YAML on it: that runs in the agent-file
+worker process (``agents/offload.py``) with a time limit, file reads in a thread, and
+edits run under one lock, so two saves never interleave.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
+from agentplatform.agents import offload
+from agentplatform.agents.examine import Examined, examine_text
 from agentplatform.agents.issues import AgentInvalid, AgentNotFound, Issue, errors_in, warnings_in
 from agentplatform.agents.spec import AgentSpec
 from agentplatform.agents.store import AgentStore
-from agentplatform.agents.validation import check_text
 from agentplatform.agents.yamlio import REMOVE, set_fields
 from agentplatform.catalog import Catalog
 from agentplatform.errors import AgentError
@@ -29,7 +33,22 @@ from agentplatform.web.agent_form import (
 from agentplatform.web.auth import require_csrf
 from agentplatform.web.templating import templates
 
-router = APIRouter(dependencies=[Depends(require_csrf)])
+class _TimeLimitedRoute(APIRoute):
+    """A job on an agent file that outlived its time limit answers 503, saying so."""
+
+    def get_route_handler(self):  # type: ignore[no-untyped-def]
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except offload.AgentWorkTimeout as exc:
+                return PlainTextResponse(str(exc), status_code=503)
+
+        return guarded
+
+
+router = APIRouter(dependencies=[Depends(require_csrf)], route_class=_TimeLimitedRoute)
 TAB_NAMES = {"general": "General", "speech": "Speech & Telephony", "tools": "Tools",
              "advanced": "Advanced", "yaml": "YAML"}
 
@@ -55,6 +74,20 @@ def _lock(request: Request) -> asyncio.Lock:
     if lock is None:
         lock = request.app.state.agents_lock = asyncio.Lock()
     return lock
+
+
+async def _examine(request: Request, path: Path, text: str) -> Examined:
+    """The file's spec and issues, worked out off the event loop."""
+    store = _store(request)
+    return await offload.run(examine_text, text, file=str(path), catalog=store.catalog,
+                             settings=request.app.state.platform.settings,
+                             environ=store.environ_snapshot())
+
+
+def _form_data(form: Any) -> dict[str, str]:
+    """The submitted form as plain text fields (what the worker process can be sent);
+    ``get`` on it answers as the form's own ``get`` does (the last value)."""
+    return {str(key): value if isinstance(value, str) else "" for key, value in form.items()}
 
 
 def _digest(text: str) -> str:
@@ -87,7 +120,7 @@ def catalog_choices(catalog: Catalog) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse)
 async def agents_page(request: Request, deleted: str | None = None) -> HTMLResponse:
     store = _store(request)
-    store.refresh()
+    await store.refresh_async()
     broken = [{"name": Path(file).stem, "file": Path(file).name, "issues": errors_in(issues)}
               for file, issues in sorted(store.problems.items())]
     return templates.TemplateResponse(request, "agents.html", {
@@ -124,7 +157,7 @@ async def create_agent(request: Request, name: str = Form(""), description: str 
     text = NEW_AGENT_TEMPLATE.format(**{k: v.replace("\n", " ") for k, v in values.items()})
     try:
         async with _lock(request):
-            await asyncio.to_thread(store.save, values["name"], text)
+            await store.save_async(values["name"], text)
     except AgentInvalid as exc:
         for issue in errors_in(exc.issues):
             errors.setdefault(issue.field, []).append(issue.message)
@@ -175,10 +208,10 @@ def _edit_page(request: Request, name: str, *, text: str, base: str, spec: Agent
 async def edit_agent(request: Request, name: str, tab: str = "general",
                      saved: str | None = None) -> HTMLResponse:
     store = _store(request)
-    store.refresh()
+    await store.refresh_async()
     path, text = await asyncio.to_thread(_read, store, name)
-    spec, issues = check_text(text, file=str(path), catalog=store.catalog,
-                              settings=request.app.state.platform.settings)
+    found = await _examine(request, path, text)
+    spec, issues = found.spec, list(found.issues)
     return _edit_page(request, name, text=text, base=_digest(text), spec=spec, issues=issues,
                       tab=tab if tab in TAB_NAMES else "general", saved=saved)
 
@@ -191,8 +224,8 @@ async def save_agent(request: Request, name: str) -> Response:
     slots = [str(s) for s in form.getlist("webhook_slot")]
     async with _lock(request):
         path, text = await asyncio.to_thread(_read, store, name)
-        spec, issues = check_text(text, file=str(path), catalog=store.catalog,
-                                  settings=request.app.state.platform.settings)
+        found = await _examine(request, path, text)
+        spec, issues = found.spec, list(found.issues)
         if str(form.get("base", "")) != _digest(text):
             return _edit_page(request, name, text=text, base=_digest(text), spec=spec,
                               issues=issues, tab=tab, status=409, errors={"(file)": [
@@ -201,16 +234,17 @@ async def save_agent(request: Request, name: str) -> Response:
         if spec is None:
             raise HTTPException(status_code=409, detail="this file does not load; fix it on "
                                 "the YAML tab first")
-        result = apply_form(text, spec, form, file=str(path), slots=slots)
+        result = await offload.run(apply_form, text, spec, _form_data(form), file=str(path),
+                                   slots=slots)
         if not result.errors:
-            _, new_issues = await asyncio.to_thread(store.check, name, result.text)
+            _, new_issues = await store.check_async(name, result.text)
             result.place(errors_in(new_issues))
         if result.errors:
             return _edit_page(request, name, text=text, base=_digest(text), spec=spec,
                               issues=issues, values=values_from_form(form, slots),
                               errors=result.errors, tab=tab, status=422)
         if result.text != text:
-            await asyncio.to_thread(store.save, name, result.text)
+            await store.save_async(name, result.text)
     return RedirectResponse(f"/agents/{name}?tab={tab}&saved="
                             f"{'saved' if result.text != text else 'unchanged'}", status_code=303)
 
@@ -222,17 +256,17 @@ async def save_yaml(request: Request, name: str, yaml_text: str = Form(""),
     new_text = yaml_text.replace("\r\n", "\n")
     async with _lock(request):
         path, text = await asyncio.to_thread(_read, store, name)
-        spec, issues = check_text(text, file=str(path), catalog=store.catalog,
-                                  settings=request.app.state.platform.settings)
+        found = await _examine(request, path, text)
+        spec, issues = found.spec, list(found.issues)
         if base != _digest(text):
             errors = {"(file)": ["the file changed on disk since this page was opened; "
                                  "copy your text, reload, and apply it again"]}
         else:
-            _, new_issues = await asyncio.to_thread(store.check, name, new_text)
+            _, new_issues = await store.check_async(name, new_text)
             errors = _issue_map(errors_in(new_issues), None)
             errors = {f"yaml:{k}": v for k, v in errors.items()}
             if not errors:
-                await asyncio.to_thread(store.save, name, new_text)
+                await store.save_async(name, new_text)
                 return RedirectResponse(f"/agents/{name}?tab=yaml&saved=saved", status_code=303)
             issues = new_issues
         return _edit_page(request, name, text=text, base=_digest(text), spec=spec,
@@ -255,9 +289,10 @@ async def duplicate_agent(request: Request, name: str, new_name: str = Form(""))
         else:
             try:
                 # Phone numbers belong to one agent: the copy starts with none.
-                copy = set_fields(text, {"name": new_name, "phone_numbers": REMOVE},
-                                  file=str(path))
-                await asyncio.to_thread(store.save, new_name, copy)
+                copy = await offload.run(set_fields, text,
+                                         {"name": new_name, "phone_numbers": REMOVE},
+                                         file=str(path))
+                await store.save_async(new_name, copy)
             except AgentInvalid as exc:
                 problem = "; ".join(f"{i.field}: {i.message}" for i in errors_in(exc.issues))
             except AgentError as exc:
@@ -280,7 +315,7 @@ async def delete_agent(request: Request, name: str) -> Response:
     store = _store(request)
     try:
         async with _lock(request):
-            await asyncio.to_thread(store.delete, name)
+            await store.delete_async(name)
     except AgentNotFound:
         raise HTTPException(status_code=404, detail=f"no agent named {name!r}") from None
     return RedirectResponse(f"/?deleted={name}", status_code=303)

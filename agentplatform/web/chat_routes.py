@@ -68,7 +68,7 @@ def event_json(event: ChatEvent) -> dict[str, Any]:
 
 async def _conversation(request: Request, name: str, conversation_id: str | None) -> Conversation:
     platform = request.app.state.platform
-    platform.store.refresh()
+    await platform.store.refresh_async()
     agent = platform.store.get(name)
     if agent is None:
         raise HTTPException(status_code=404, detail=f"no agent named {name!r} is loaded")
@@ -121,7 +121,7 @@ async def panel_chat(request: Request, name: str, body: ChatRequest) -> Streamin
 @pages.get("/agents/{name}/chat", response_class=HTMLResponse)
 async def chat_page(request: Request, name: str) -> HTMLResponse:
     platform = request.app.state.platform
-    platform.store.refresh()
+    await platform.store.refresh_async()
     agent = platform.store.get(name)
     if agent is None:
         raise HTTPException(status_code=404, detail=f"no agent named {name!r} is loaded")

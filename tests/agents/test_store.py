@@ -152,8 +152,9 @@ def test_refresh_rereads_only_changed_files(agents_dir: Path, make_store,
     b = write(agents_dir, "b.yaml", agent_yaml("b"))
     store = make_store()
     reads: list[Path] = []
-    real = store_module.read_document
-    monkeypatch.setattr(store_module, "read_document", lambda p: reads.append(p) or real(p))
+    real = store_module.examine_file
+    monkeypatch.setattr(store_module, "examine_file",
+                        lambda p, **kw: reads.append(p) or real(p, **kw))
     store.refresh()
     assert reads == []
     b.write_text(agent_yaml("b", voice="cedar"), encoding="utf-8")
