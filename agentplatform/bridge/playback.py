@@ -12,6 +12,7 @@ newest echo plus the time since — and never beyond what was sent.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -60,9 +61,10 @@ class PlaybackTracker:
             self.stale_marks += 1
             return None
         item = self.items.get(item_id)
-        if generation != self.generation or item is None:
-            self.stale_marks += 1
+        if generation != self.generation or item is None or not 0.0 <= end_ms < math.inf:
+            self.stale_marks += 1  # the carrier echoes what we named; anything else is foreign
             return None
+        end_ms = min(end_ms, item.sent_ms)  # a mark never makes more heard than was sent
         if end_ms > item.played_ms:
             item.played_ms = end_ms
             item.anchor_ms = end_ms

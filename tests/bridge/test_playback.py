@@ -60,3 +60,23 @@ def test_playing_until_last_mark_echoes():
     tracker.mark_played(name, now=0.1)
     assert tracker.all_played()
     assert not tracker.playing(now=0.1)
+
+
+def test_a_mark_claiming_more_than_was_sent_is_held_to_what_was_sent():
+    # Found by the carrier fuzzer: an echoed "0:a:1001" for 1000 ms sent made the
+    # bridge truncate the model's answer at 1001 ms, past its end.
+    tracker = PlaybackTracker()
+    tracker.sent("a", 1000.0, now=0.0)
+    tracker.mark_played("0:a:1001", now=0.1)
+    assert tracker.heard_ms("a", now=0.1) == 1000
+
+
+def test_a_mark_with_a_non_finite_or_negative_position_is_ignored():
+    # Found by the carrier fuzzer: "0:a:inf" made heard_ms raise OverflowError,
+    # which ended the call as a provider error at the next barge-in.
+    tracker = PlaybackTracker()
+    tracker.sent("a", 1000.0, now=0.0)
+    for name in ("0:a:inf", "0:a:INF", "0:a:-inf", "0:a:nan", "0:a:1e400", "0:a:-5"):
+        assert tracker.mark_played(name, now=0.0) is None
+    assert tracker.stale_marks == 6
+    assert tracker.heard_ms("a", now=0.0) == 0
