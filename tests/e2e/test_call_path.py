@@ -7,7 +7,7 @@ import json
 
 from agentplatform.audio.frames import silence, tone
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, ToolRule
-from agentplatform.testing.twilio_caller import TwilioCaller
+from agentplatform.testing.twilio_caller import TwilioCaller, TwimlAnswer
 
 from tests.limits.conftest import redis_available  # noqa: F401  (fixture)
 
@@ -216,8 +216,12 @@ def _replayer(caller: TwilioCaller, base_url: str) -> TwilioCaller:
 
 
 async def _replay(caller: TwilioCaller, base_url: str) -> int | None:
+    """The same token on a socket to ``base_url``, signed for that server as Twilio
+    would sign it (so only the token decides)."""
     replay = _replayer(caller, base_url)
-    await replay._open_stream(caller.answer)
+    host = base_url.split("://", 1)[1]
+    await replay._open_stream(TwimlAnswer(xml="", stream_url=f"wss://{host}/twilio/media",
+                                          parameters=caller.answer.parameters))
     code = await replay.wait_closed(5)
     await replay.hang_up()
     return code

@@ -18,7 +18,7 @@ from agentplatform.carriers.base import CarrierEvent, Dtmf, InboundAudio, MarkPl
 from agentplatform.carriers.twilio.routes import UNKNOWN_NUMBER_MESSAGE, build_router
 from agentplatform.carriers.twilio.stream import TwilioCallAudio
 from agentplatform.config import Settings
-from agentplatform.testing.twilio_caller import TwilioCaller, read_wav_pcm16_8k
+from agentplatform.testing.twilio_caller import SIMULATED_AUTH_TOKEN, TwilioCaller, read_wav_pcm16_8k
 
 NUMBER = "+15550100"
 SILENCE = 0xFF
@@ -36,6 +36,7 @@ def chunks(ulaw: bytes, size: int = 160) -> list[bytes]:
 
 def app_for(handle_call: Callable[[TwilioCallAudio], Awaitable[None]], **settings: str) -> FastAPI:
     app = FastAPI()
+    settings.setdefault("twilio_auth_token", SIMULATED_AUTH_TOKEN)  # the caller signs with it
     app.include_router(build_router(
         settings=Settings(_env_file=None, **settings), lookup_agent={NUMBER: "tester"}.get,
         handle_call=handle_call, on_call_status=lambda sid, status: None,
