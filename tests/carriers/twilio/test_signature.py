@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from starlette.datastructures import URL
 
 from agentplatform.carriers.twilio import signature
+from agentplatform.carriers.twilio.signature import check_bind_host
+from agentplatform.config import Settings
+from agentplatform.errors import PlatformError
 
 TOKEN = "auth-token"
 
@@ -32,3 +36,38 @@ def test_a_signed_request_validates_and_any_change_does_not() -> None:
     assert not signature.is_valid("other-token", url, params, sig)
     assert not signature.is_valid(TOKEN, url, params, None)
     assert not signature.is_valid(TOKEN, url, params, "")
+
+
+# ------------------------------------------------------------ the insecure escape hatch
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "calls.example.com"])
+def test_skipping_signatures_refuses_to_serve_on_a_non_loopback_host(host: str) -> None:
+    settings = Settings(_env_file=None, insecure_skip_twilio_signature=True)
+    with pytest.raises(PlatformError, match="INSECURE_SKIP_TWILIO_SIGNATURE"):
+        check_bind_host(settings, host)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_skipping_signatures_is_allowed_on_loopback(host: str) -> None:
+    check_bind_host(Settings(_env_file=None, insecure_skip_twilio_signature=True), host)
+
+
+def test_with_signatures_checked_any_host_may_be_served() -> None:
+    check_bind_host(Settings(_env_file=None, twilio_auth_token="t"), "0.0.0.0")
+
+
+def test_serve_exits_before_listening_when_the_hatch_is_open_on_a_public_host(
+        monkeypatch, capsys) -> None:
+    import argparse
+
+    from agentplatform import cli
+    from agentplatform.config import get_settings
+
+    monkeypatch.setenv("INSECURE_SKIP_TWILIO_SIGNATURE", "1")
+    get_settings.cache_clear()
+    try:
+        assert cli._serve(argparse.Namespace(host="0.0.0.0", port=1)) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "loopback" in capsys.readouterr().err
