@@ -402,9 +402,24 @@ def parse_output(event: dict[str, Any]) -> OutputEvent | None:
 # ---------------------------------------------------------------- the chunk envelope
 
 
+# The exceptions a stream can carry, as the Bedrock model names the members of its
+# ``InvokeModelWithBidirectionalStreamOutput`` union: lower camel case, the spelling
+# the ``:exception-type`` header carries. (``ValidationException`` with a capital is
+# the *HTTP* error type of a refused request, in ``x-amzn-errortype``, not this.)
+MODEL_TIMEOUT = "modelTimeoutException"
+VALIDATION = "validationException"
+THROTTLING = "throttlingException"
+INTERNAL_SERVER = "internalServerException"
+MODEL_STREAM_ERROR = "modelStreamErrorException"
+SERVICE_UNAVAILABLE = "serviceUnavailableException"
+STREAM_EXCEPTIONS = frozenset({MODEL_TIMEOUT, VALIDATION, THROTTLING, INTERNAL_SERVER,
+                               MODEL_STREAM_ERROR, SERVICE_UNAVAILABLE})
+
+
 @dataclass(slots=True)
 class ServiceException:
-    """An exception message from the service (ValidationException, ModelTimeoutException…)."""
+    """An exception message from the service (``validationException``,
+    ``modelTimeoutException``…; see ``STREAM_EXCEPTIONS``)."""
 
     kind: str
     message: str

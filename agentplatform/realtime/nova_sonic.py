@@ -63,8 +63,9 @@ DEFAULT_ENDPOINT = "https://bedrock-runtime.{region}.amazonaws.com"
 DEFAULT_VOICE = "matthew"
 SERVICE = "bedrock"
 DEFAULT_RECYCLE_SECONDS = 360.0
-# Exceptions after which a fresh stream is the cure, not a fatal error.
-_RECYCLABLE = ("ModelTimeoutException", "ThrottlingException", "ServiceUnavailableException")
+# Exceptions after which a fresh stream is the cure, not a fatal error (spelt as AWS's
+# model spells them; a capitalised name never arrives on the stream).
+_RECYCLABLE = frozenset({ev.MODEL_TIMEOUT, ev.THROTTLING, ev.SERVICE_UNAVAILABLE})
 _RECYCLABLE_TEXT = ("RST_STREAM", "System instability")
 _REPLAY_AUDIO_BYTES = 3 * ev.INPUT_RATE * 2  # 3 s of 16 kHz PCM16
 _MAX_HISTORY_TURNS = 40

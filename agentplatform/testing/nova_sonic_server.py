@@ -34,15 +34,9 @@ from urllib.parse import unquote
 
 import orjson
 
-from agentplatform.realtime import nova_events as ev
-from agentplatform.realtime.aws_eventstream import (
-    EventStreamError,
-    MessageDecoder,
-    decode_message,
-    verify_request,
-    verify_signed_event,
-)
+from agentplatform.realtime.aws_eventstream import verify_request
 from agentplatform.realtime.aws_http2 import Http2ServerConnection
+from agentplatform.testing import nova_sonic_wire as wire
 from agentplatform.testing.tls import make_tls_pair
 
 log = logging.getLogger(__name__)
@@ -227,8 +221,10 @@ class _Connection:
 
     def _on_request(self, stream_id: int, headers: dict[str, str]) -> None:
         method, path = headers.get(":method", ""), headers.get(":path", "")
-        if method != "POST" or not (path.startswith(_ROUTE_PREFIX)
-                                    and path.endswith(_ROUTE_SUFFIX)):
+        # AWS's SDK sends the operation's path with an empty query (``…-stream?``).
+        route, _, query = path.partition("?")
+        if method != "POST" or query or not (route.startswith(_ROUTE_PREFIX)
+                                             and route.endswith(_ROUTE_SUFFIX)):
             self._refuse(stream_id, 404, "UnknownOperationException", "not found")
             return
         refusal = self.server.check_request(method, path, headers)
@@ -236,7 +232,7 @@ class _Connection:
             self.server.refused.append(refusal)
             self._refuse(stream_id, 403, refusal, _REFUSALS[refusal])
             return
-        record = SimSession(model_id=unquote(path[len(_ROUTE_PREFIX):-len(_ROUTE_SUFFIX)]),
+        record = SimSession(model_id=unquote(route[len(_ROUTE_PREFIX):-len(_ROUTE_SUFFIX)]),
                             headers=headers)
         self.server.sessions.append(record)
         seed = headers["authorization"].rsplit("Signature=", 1)[1].strip()
@@ -282,7 +278,7 @@ class _SimStream:
         self.stream_id = stream_id
         self.record = record
         self.prior = seed
-        self.decoder = MessageDecoder()
+        self.reader = wire.FrameReader()
         self.phase = _Phase.SESSION_START
         self.prompt = ""
         self.blocks: dict[str, dict[str, Any]] = {}  # open input content blocks
@@ -290,6 +286,7 @@ class _SimStream:
         self.history_roles: list[str] = []
         self.audio_started = False
         self.session_id = str(uuid.uuid4())
+        self.output = wire.Output("", self.session_id)
         self.out: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.work: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.tool_waiters: dict[str, asyncio.Future[str]] = {}
@@ -327,20 +324,21 @@ class _SimStream:
 
     # -- output
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, message: bytes) -> None:
+        """Queue one framed output event (built by ``self.output``)."""
         if not self.finished:
-            self.out.put_nowait(ev.chunk_message(event))
+            self.out.put_nowait(message)
 
     def fail(self, kind: str, message: str) -> None:
         """Report an exception and end the stream, as the service does."""
         if self.finished:
             return
         self.record.errors.append(f"{kind}: {message}")
-        self.out.put_nowait(ev.exception_message(kind, message))
+        self.out.put_nowait(wire.exception_frame(kind, message))
         self.stop()
 
     def time_out(self) -> None:
-        self.fail("ModelTimeoutException",
+        self.fail(wire.MODEL_TIMEOUT,
                   "Model has timed out in processing the request. Try your request again.")
 
     async def _writer(self) -> None:
@@ -355,18 +353,21 @@ class _SimStream:
         if self.finished:
             return
         try:
-            envelopes = self.decoder.feed(data)
-        except EventStreamError as exc:
-            self.fail("ValidationException", f"malformed event stream: {exc}")
+            envelopes = self.reader.feed(data)
+        except wire.WireError as exc:
+            self.fail(wire.VALIDATION, str(exc))
             return
         for envelope in envelopes:
             if self.finished:
                 return
             try:
-                self.prior = verify_signed_event(envelope, self.server.secret_key,
-                                                 self.server.region, "bedrock", self.prior)
-            except EventStreamError as exc:
-                self.fail("InvalidSignatureException", str(exc))
+                self.prior = wire.check_event_signature(
+                    envelope, secret=self.server.secret_key, region=self.server.region,
+                    service="bedrock", prior=self.prior)
+            except wire.WireError as exc:
+                # Bedrock reports a broken event signature as a validation failure of
+                # the stream (the request itself was already accepted).
+                self.fail(wire.VALIDATION, f"invalid signature: {exc}")
                 return
             if not envelope.payload:
                 self.record.ended_cleanly = self.phase == _Phase.DONE
@@ -375,30 +376,25 @@ class _SimStream:
 
     def _on_inner(self, payload: bytes) -> None:
         try:
-            item = ev.read_message(decode_message(payload))
-        except EventStreamError as exc:
-            self.fail("ValidationException", f"malformed inner message: {exc}")
+            name, body = wire.read_input_event(payload)
+        except wire.WireError as exc:
+            self.fail(wire.VALIDATION, f"malformed inner message: {exc}")
             return
-        if not isinstance(item, dict) or not isinstance(item.get("event"), dict) \
-                or len(item["event"]) != 1:
-            self.fail("ValidationException", "expected one event per chunk")
-            return
-        ((name, body),) = item["event"].items()
         handler = self._handlers.get(name)
-        if handler is None or not isinstance(body, dict):
-            self.fail("ValidationException", f"unknown input event {name!r}")
+        if handler is None:
+            self.fail(wire.VALIDATION, f"unknown input event {name!r}")
             return
         if name != "audioInput":
-            self.record.events.append(item)
+            self.record.events.append({"event": {name: body}})
         if name not in ("sessionStart", "sessionEnd", "promptStart") and \
                 body.get("promptName") != self.prompt:
-            self.fail("ValidationException", f"{name} names an unknown prompt")
+            self.fail(wire.VALIDATION, f"{name} names an unknown prompt")
             return
         handler(body)
 
     def _expect(self, phase: str, name: str) -> bool:
         if self.phase != phase:
-            self.fail("ValidationException", f"unexpected {name} (expected {self.phase})")
+            self.fail(wire.VALIDATION, f"unexpected {name} (expected {self.phase})")
             return False
         return True
 
@@ -409,20 +405,21 @@ class _SimStream:
     def _on_prompt_start(self, body: dict[str, Any]) -> None:
         if self._expect(_Phase.PROMPT_START, "promptStart"):
             self.prompt = str(body.get("promptName", ""))
+            self.output = wire.Output(self.prompt, self.session_id)
             self.phase = _Phase.SYSTEM
 
     def _on_content_start(self, body: dict[str, Any]) -> None:
         kind, role, name = body.get("type"), body.get("role"), body.get("contentName", "")
         if self.phase == _Phase.SYSTEM:
             if kind != "TEXT" or role != "SYSTEM":
-                self.fail("ValidationException", "the first content must be the SYSTEM text")
+                self.fail(wire.VALIDATION, "the first content must be the SYSTEM text")
                 return
             self.phase = _Phase.CONVERSATION
         elif not self._expect(_Phase.CONVERSATION, "contentStart"):
             return
         if kind == "AUDIO":
             if self.audio_content:
-                self.fail("ValidationException", "audio content is already open")
+                self.fail(wire.VALIDATION, "audio content is already open")
                 return
             self.audio_content, self.audio_started = name, True
             return
@@ -430,7 +427,7 @@ class _SimStream:
             expected = "USER" if not self.history_roles or self.history_roles[-1] == "ASSISTANT" \
                 else "ASSISTANT"
             if role not in ("SYSTEM", expected):
-                self.fail("ValidationException",
+                self.fail(wire.VALIDATION,
                           "Chat history must start with USER and alternate USER/ASSISTANT")
                 return
             if role != "SYSTEM":
@@ -438,7 +435,7 @@ class _SimStream:
         elif kind == "TOOL":
             tool_id = (body.get("toolResultInputConfiguration") or {}).get("toolUseId")
             if tool_id not in self.tool_waiters:
-                self.fail("ValidationException", f"no tool use {tool_id!r} awaits a result")
+                self.fail(wire.VALIDATION, f"no tool use {tool_id!r} awaits a result")
                 return
         self.blocks[name] = {"type": kind, "role": role, "interactive": body.get("interactive"),
                              "tool": (body.get("toolResultInputConfiguration") or {})
@@ -447,14 +444,14 @@ class _SimStream:
     def _on_text_input(self, body: dict[str, Any]) -> None:
         block = self.blocks.get(body.get("contentName", ""))
         if block is None or block["type"] != "TEXT":
-            self.fail("ValidationException", "textInput outside an open TEXT content")
+            self.fail(wire.VALIDATION, "textInput outside an open TEXT content")
             return
         block["text"] += str(body.get("content", ""))
 
     def _on_tool_result(self, body: dict[str, Any]) -> None:
         block = self.blocks.get(body.get("contentName", ""))
         if block is None or block["type"] != "TOOL":
-            self.fail("ValidationException", "toolResult outside an open TOOL content")
+            self.fail(wire.VALIDATION, "toolResult outside an open TOOL content")
             return
         block["text"] += str(body.get("content", ""))
 
@@ -465,7 +462,7 @@ class _SimStream:
             return
         block = self.blocks.pop(name, None)
         if block is None:
-            self.fail("ValidationException", "contentEnd for content that is not open")
+            self.fail(wire.VALIDATION, "contentEnd for content that is not open")
             return
         if block["type"] == "TOOL":
             self.record.tool_results[block["tool"]] = block["text"]
@@ -477,22 +474,22 @@ class _SimStream:
 
     def _on_audio_input(self, body: dict[str, Any]) -> None:
         if any(b["type"] == "TEXT" for b in self.blocks.values()):
-            self.fail("ValidationException", _HISTORY_BEFORE_AUDIO)
+            self.fail(wire.VALIDATION, _HISTORY_BEFORE_AUDIO)
             return
         if not self.audio_content or body.get("contentName") != self.audio_content:
-            self.fail("ValidationException", "audioInput without an open AUDIO content")
+            self.fail(wire.VALIDATION, "audioInput without an open AUDIO content")
             return
         try:
             pcm = base64.b64decode(body.get("content", ""), validate=True)
         except ValueError:
-            self.fail("ValidationException", "audioInput content is not base64")
+            self.fail(wire.VALIDATION, "audioInput content is not base64")
             return
         self.record.audio_in_bytes += len(pcm)
         self._vad(pcm)
 
     def _on_prompt_end(self, body: dict[str, Any]) -> None:
         if self.audio_content or self.blocks:
-            self.fail("ValidationException", "promptEnd while content is still open")
+            self.fail(wire.VALIDATION, "promptEnd while content is still open")
             return
         self.phase = _Phase.ENDING
 
@@ -505,7 +502,7 @@ class _SimStream:
     def _vad(self, pcm: bytes) -> None:
         if len(pcm) % 2:
             pcm = pcm[:-1]
-        ms = len(pcm) / (ev.INPUT_RATE * 2 / 1000)
+        ms = len(pcm) / (wire.INPUT_RATE * 2 / 1000)
         if audioop.rms(pcm, 2) >= self.server.vad_threshold:
             self.loud_ms += ms
             self.quiet_ms = 0.0
@@ -532,7 +529,7 @@ class _SimStream:
             turn = self.server.next_turn()
             completion = str(uuid.uuid4())
             self.interrupt.clear()
-            self.emit(ev.completion_start(self.session_id, self.prompt, completion))
+            self.emit(self.output.completion_start(completion))
             if kind == "speech":
                 self._say(completion, "TEXT", "USER", "FINAL", turn.user)
                 input_speech, input_text = max(1, int(detail) * 25 // 1000), 0
@@ -546,28 +543,29 @@ class _SimStream:
                 reply = reply.replace("{result}", result)
             spoken_ms, interrupted = await self._speak(completion, reply)
             self.record.turns_answered += 1
-            self.emit(ev.usage_event(
+            self.emit(self.output.usage(
                 completion, input_speech=input_speech, input_text=input_text,
                 output_speech=max(1, int(spoken_ms) * 25 // 1000),
                 output_text=max(1, len(reply) // 4),
                 totals=(input_speech + input_text, len(reply) // 4)))
-            self.emit(ev.completion_end(completion, "INTERRUPTED" if interrupted else "END_TURN"))
+            self.emit(self.output.completion_end(completion,
+                                                "INTERRUPTED" if interrupted else "END_TURN"))
 
     def _say(self, completion: str, kind: str, role: str, stage: str, text: str,
              stop: str = "END_TURN") -> None:
         content = str(uuid.uuid4())
-        self.emit(ev.output_content_start(self.prompt, completion, content, kind, role, stage))
-        self.emit(ev.text_output(content, role, text))
-        self.emit(ev.output_content_end(content, kind, stop))
+        self.emit(self.output.content_start(completion, content, kind, role, stage))
+        self.emit(self.output.text_output(completion, content, role, text))
+        self.emit(self.output.content_end(completion, content, kind, stop))
 
     async def _use_tool(self, completion: str, turn: ScriptedTurn) -> str | None:
         content, tool_use_id = str(uuid.uuid4()), str(uuid.uuid4())
         waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.tool_waiters[tool_use_id] = waiter
-        self.emit(ev.output_content_start(self.prompt, completion, content, "TOOL", "TOOL"))
-        self.emit(ev.tool_use(content, tool_use_id, turn.tool or "",
+        self.emit(self.output.content_start(completion, content, "TOOL", "TOOL"))
+        self.emit(self.output.tool_use(completion, content, tool_use_id, turn.tool or "",
                               orjson.dumps(turn.tool_args).decode()))
-        self.emit(ev.output_content_end(content, "TOOL", "TOOL_USE"))
+        self.emit(self.output.content_end(completion, content, "TOOL", "TOOL_USE"))
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -577,7 +575,7 @@ class _SimStream:
         """Planned text, then paced audio (stoppable by barge-in), then what was said."""
         self._say(completion, "TEXT", "ASSISTANT", "SPECULATIVE", reply, "PARTIAL_TURN")
         content = str(uuid.uuid4())
-        self.emit(ev.output_content_start(self.prompt, completion, content, "AUDIO", "ASSISTANT"))
+        self.emit(self.output.content_start(completion, content, "AUDIO", "ASSISTANT"))
         total_ms = max(self.server.chunk_ms, len(reply) * self.server.reply_ms_per_char)
         chunks = math.ceil(total_ms / self.server.chunk_ms)
         sent_ms, interrupted = 0.0, False
@@ -587,7 +585,7 @@ class _SimStream:
                 if self.interrupt.is_set() or self.finished:
                     interrupted = True
                     break
-                self.emit(ev.audio_output(content, _tone(self.server.chunk_ms)))
+                self.emit(self.output.audio_output(completion, content, _tone(self.server.chunk_ms)))
                 sent_ms += self.server.chunk_ms
                 if self.server.speed > 0:
                     await asyncio.sleep(self.server.chunk_ms / 1000 / self.server.speed)
@@ -597,13 +595,13 @@ class _SimStream:
             self.speaking = False
         if interrupted:
             self.record.interruptions += 1
-            self._say(completion, "TEXT", "ASSISTANT", "FINAL", ev.INTERRUPTED_TEXT, "INTERRUPTED")
-            self.emit(ev.output_content_end(content, "AUDIO", "INTERRUPTED"))
+            self._say(completion, "TEXT", "ASSISTANT", "FINAL", wire.INTERRUPTED_TEXT, "INTERRUPTED")
+            self.emit(self.output.content_end(completion, content, "AUDIO", "INTERRUPTED"))
             heard = reply[: int(len(reply) * sent_ms / total_ms)]
             if heard:
                 self._say(completion, "TEXT", "ASSISTANT", "FINAL", heard, "INTERRUPTED")
         else:
-            self.emit(ev.output_content_end(content, "AUDIO", "END_TURN"))
+            self.emit(self.output.content_end(completion, content, "AUDIO", "END_TURN"))
             self._say(completion, "TEXT", "ASSISTANT", "FINAL", reply)
         return sent_ms, interrupted
 
@@ -612,7 +610,7 @@ class _SimStream:
 def _tone(chunk_ms: int) -> bytes:
     """A 400 Hz chunk of 24 kHz PCM16 (whole cycles per 40 ms chunk, so chunks join
     seamlessly; cached because the simulator must stay cheap)."""
-    n = ev.OUTPUT_RATE * chunk_ms // 1000
-    samples = (int(8000 * math.sin(2 * math.pi * 400 * i / ev.OUTPUT_RATE)) for i in range(n))
+    n = wire.OUTPUT_RATE * chunk_ms // 1000
+    samples = (int(8000 * math.sin(2 * math.pi * 400 * i / wire.OUTPUT_RATE)) for i in range(n))
     return struct.pack(f"<{n}h", *samples)
 

@@ -85,8 +85,8 @@ def test_chunk_message_round_trips_through_read_message():
 
 
 def test_exception_message_reads_as_service_exception():
-    message = decode_message(ev.exception_message("ValidationException", "bad order"))
-    assert ev.read_message(message) == ev.ServiceException("ValidationException", "bad order")
+    message = decode_message(ev.exception_message(ev.VALIDATION, "bad order"))
+    assert ev.read_message(message) == ev.ServiceException("validationException", "bad order")
 
 
 def test_unreadable_chunk_is_skipped():

@@ -226,7 +226,7 @@ async def test_connection_limit_recycles_with_history_and_the_call_continues(ser
 
     server.expire()
     events = await collect_until(session, SessionNotice)
-    assert any(isinstance(e, SessionError) and e.code == "ModelTimeoutException" and not e.fatal
+    assert any(isinstance(e, SessionError) and e.code == "modelTimeoutException" and not e.fatal
                for e in events)
     assert events[-1].kind == "recycled"
 
@@ -260,7 +260,7 @@ async def test_server_side_time_limit_triggers_recycling():
         events = await collect_until(s, SessionNotice)
         assert events[-1].kind == "recycled"
         await s.close()
-        assert "ModelTimeoutException" in server.sessions[0].errors[0]
+        assert "modelTimeoutException" in server.sessions[0].errors[0]
 
 
 async def test_failed_recycle_is_a_fatal_session_error(server, session):
