@@ -2,13 +2,16 @@
 
 Every message is a JSON text frame with an ``event`` field. Twilio sends
 ``connected``, ``start``, ``media``, ``mark``, ``dtmf`` and ``stop``; we send
-``media``, ``mark`` and ``clear``. Anything else, or a message missing a field,
-is a ``MalformedMessage`` carrying a ``kind`` so the stream can count it by kind
-and carry on: one bad frame must never end a phone call.
+``media``, ``mark`` and ``clear``. Anything else, or a message with a field
+missing or of the wrong type, is a ``MalformedMessage`` carrying a
+``MalformedKind`` so the stream can count it by kind and carry on: one bad frame
+must never end a phone call. Fields are checked as Twilio documents them
+(numbers arrive as decimal strings; a DTMF digit is one key), so nothing odd
+travels on into the bridge or, as text, to the model.
 
-The caller simulator needs the other direction (build what Twilio sends, parse
-what we send), so those functions live here too, in the second half of the file:
-one wire protocol, one module.
+The Twilio side of the protocol (building what Twilio sends, checking what we
+send) is deliberately not here: the simulator writes its own from Twilio's
+documentation (``testing/twilio_wire.py``), so the two readings referee each other.
 
 The outbound media builder runs for every 20 ms chunk of every call, so it skips
 the JSON encoder: the prefix for a stream id is rendered once and cached, and the
@@ -20,6 +23,7 @@ from __future__ import annotations
 import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
@@ -31,14 +35,33 @@ from agentplatform.errors import CarrierError
 ULAW_SILENCE = 0xFF
 FRAME_BYTES = 160  # 20 ms of 8 kHz μ-law, the size Twilio sends
 FRAME_MS = 20
+# Twilio's frames are a few hundred characters (a start with its parameters, a
+# 20 ms media chunk). Anything far larger is refused unread, so parsing a frame
+# stays microseconds on the event loop whatever a peer sends.
+MAX_FRAME_CHARS = 64 * 1024
+_MAX_NUMBER = 2**53  # sequence numbers, chunks, ms: far beyond any call, still exact
+DTMF_KEYS = frozenset("0123456789*#")  # the keys Twilio reports
+
+
+class MalformedKind(StrEnum):
+    """Why an inbound frame was skipped: the ``kind`` label of the malformed-message
+    counter, and the key of ``TwilioCallAudio.malformed_counts``."""
+
+    BAD_JSON = "bad_json"  # not JSON, or not a JSON object
+    UNKNOWN_EVENT = "unknown_event"  # no event, or one Twilio does not send
+    BAD_SHAPE = "bad_shape"  # a field missing, of the wrong type, or out of range
+    BAD_PAYLOAD = "bad_payload"  # media payload missing, not a string, or not base64
+    OVERSIZE = "oversize"  # far larger than any Twilio frame; not parsed
+    BINARY = "binary"  # a binary frame: Twilio sends text only
+    WRONG_STREAM = "wrong_stream"  # another stream's streamSid
+    OUT_OF_ORDER = "out_of_order"  # sequenceNumber not after the last one: a repeat or replay
+    UNEXPECTED = "unexpected"  # valid, but not now: media before start, a second start
 
 
 class MalformedMessage(CarrierError):
-    """One inbound frame we cannot use. ``kind`` names why, for per-kind counts:
-    ``json``, ``shape``, ``base64``, ``unknown_event`` (and, from the stream,
-    ``binary``, ``stream_sid``, ``unexpected``)."""
+    """One inbound frame we cannot use; ``kind`` names why, ``detail`` what."""
 
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(self, kind: MalformedKind, detail: str) -> None:
         self.kind = kind
         self.detail = detail
         super().__init__(f"{kind}: {detail}")
@@ -106,18 +129,57 @@ class Stop:
 
 Inbound = Connected | Start | Media | Mark | DtmfDigit | Stop
 
+_MISSING = object()
+
+
+def _shape(detail: str) -> MalformedMessage:
+    return MalformedMessage(MalformedKind.BAD_SHAPE, detail)
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _shape(f"{name} is not an object")
+    return value
+
+
+def _text(body: dict[str, Any], key: str, default: Any = _MISSING) -> str:
+    value = body.get(key, default)
+    if value is _MISSING:
+        raise _shape(f"{key} is missing")
+    if not isinstance(value, str):
+        raise _shape(f"{key} is {type(value).__name__}, not a string")
+    return value
+
+
+def _number(body: dict[str, Any], key: str, default: Any = _MISSING) -> int:
+    """Twilio sends counters and clocks as decimal strings; a JSON integer is taken too."""
+    value = body.get(key, default)
+    if value is _MISSING:
+        raise _shape(f"{key} is missing")
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16:
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        raise _shape(f"{key} is not a decimal number: {str(value)[:40]!r}")
+    if not 0 <= number <= _MAX_NUMBER:
+        raise _shape(f"{key} is out of range")
+    return number
+
 
 def _seq(msg: dict[str, Any]) -> int:
-    return int(msg.get("sequenceNumber", 0))
+    """0 when absent: an unnumbered frame is not checked for order."""
+    return _number(msg, "sequenceNumber", 0)
 
 
-def _b64(value: Any) -> bytes:
+def _b64(body: dict[str, Any]) -> bytes:
+    value = body.get("payload")
     if not isinstance(value, str):
-        raise MalformedMessage("base64", "payload is not a string")
+        raise MalformedMessage(MalformedKind.BAD_PAYLOAD, "payload is not a string")
     try:
         return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
-        raise MalformedMessage("base64", str(exc)) from exc
+        raise MalformedMessage(MalformedKind.BAD_PAYLOAD, str(exc)) from exc
 
 
 def _parse_connected(msg: dict[str, Any]) -> Connected:
@@ -125,53 +187,60 @@ def _parse_connected(msg: dict[str, Any]) -> Connected:
 
 
 def _parse_start(msg: dict[str, Any]) -> Start:
-    body = msg["start"]
-    fmt = body.get("mediaFormat") or {}
-    params = body.get("customParameters") or {}
-    if not isinstance(params, dict):
-        raise TypeError("customParameters is not an object")
+    body = _object(msg.get("start"), "start")
+    fmt = _object(body.get("mediaFormat") or {}, "mediaFormat")
+    params = _object(body.get("customParameters") or {}, "customParameters")
+    if not all(isinstance(v, str) for v in params.values()):
+        raise _shape("customParameters has a value that is not a string")
+    tracks = body.get("tracks", ["inbound"])
+    if not isinstance(tracks, list) or not all(isinstance(t, str) for t in tracks):
+        raise _shape("tracks is not a list of strings")
     return Start(
-        stream_sid=str(body.get("streamSid") or msg["streamSid"]),
-        account_sid=str(body["accountSid"]),
-        call_sid=str(body["callSid"]),
-        tracks=[str(t) for t in body.get("tracks", ["inbound"])],
-        custom_parameters={str(k): str(v) for k, v in params.items()},
+        stream_sid=_text(body, "streamSid") if "streamSid" in body else _text(msg, "streamSid"),
+        account_sid=_text(body, "accountSid"),
+        call_sid=_text(body, "callSid"),
+        tracks=list(tracks),
+        custom_parameters=dict(params),
         media_format=MediaFormat(
-            encoding=str(fmt.get("encoding", "audio/x-mulaw")),
-            sample_rate=int(fmt.get("sampleRate", 8000)),
-            channels=int(fmt.get("channels", 1)),
+            encoding=_text(fmt, "encoding", "audio/x-mulaw"),
+            sample_rate=_number(fmt, "sampleRate", 8000),
+            channels=_number(fmt, "channels", 1),
         ),
         sequence_number=_seq(msg),
     )
 
 
 def _parse_media(msg: dict[str, Any]) -> Media:
-    body = msg["media"]
+    body = _object(msg.get("media"), "media")
     return Media(
-        stream_sid=str(msg["streamSid"]),
-        track=str(body.get("track", "inbound")),
-        chunk=int(body.get("chunk", 0)),
-        timestamp=int(body["timestamp"]),
-        payload=_b64(body["payload"]),
+        stream_sid=_text(msg, "streamSid"),
+        track=_text(body, "track", "inbound"),
+        chunk=_number(body, "chunk", 0),
+        timestamp=_number(body, "timestamp"),
         sequence_number=_seq(msg),
+        payload=_b64(body),
     )
 
 
 def _parse_mark(msg: dict[str, Any]) -> Mark:
-    return Mark(stream_sid=str(msg["streamSid"]), name=str(msg["mark"]["name"]),
+    body = _object(msg.get("mark"), "mark")
+    return Mark(stream_sid=_text(msg, "streamSid"), name=_text(body, "name"),
                 sequence_number=_seq(msg))
 
 
 def _parse_dtmf(msg: dict[str, Any]) -> DtmfDigit:
-    body = msg["dtmf"]
-    return DtmfDigit(stream_sid=str(msg["streamSid"]), track=str(body.get("track", "")),
-                     digit=str(body["digit"]), sequence_number=_seq(msg))
+    body = _object(msg.get("dtmf"), "dtmf")
+    digit = _text(body, "digit")
+    if digit not in DTMF_KEYS:  # one key of the pad, never free text for the model
+        raise _shape(f"dtmf digit {digit[:20]!r} is not a key")
+    return DtmfDigit(stream_sid=_text(msg, "streamSid"), track=_text(body, "track", ""),
+                     digit=digit, sequence_number=_seq(msg))
 
 
 def _parse_stop(msg: dict[str, Any]) -> Stop:
-    body = msg.get("stop") or {}
-    return Stop(stream_sid=str(msg["streamSid"]), account_sid=str(body.get("accountSid", "")),
-                call_sid=str(body.get("callSid", "")), sequence_number=_seq(msg))
+    body = _object(msg.get("stop") or {}, "stop")
+    return Stop(stream_sid=_text(msg, "streamSid"), account_sid=_text(body, "accountSid", ""),
+                call_sid=_text(body, "callSid", ""), sequence_number=_seq(msg))
 
 
 _INBOUND_PARSERS: dict[str, Callable[[dict[str, Any]], Inbound]] = {
@@ -184,32 +253,26 @@ _INBOUND_PARSERS: dict[str, Callable[[dict[str, Any]], Inbound]] = {
 }
 
 
-def _load(text: str | bytes) -> dict[str, Any]:
+def parse_message(text: str | bytes) -> Inbound:
+    """Parse one frame Twilio sent us; raise ``MalformedMessage`` if we can't."""
+    if len(text) > MAX_FRAME_CHARS:
+        raise MalformedMessage(MalformedKind.OVERSIZE, f"{len(text)} characters")
     try:
         msg = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise MalformedMessage("json", str(exc)) from exc
+        raise MalformedMessage(MalformedKind.BAD_JSON, str(exc)) from exc
     if not isinstance(msg, dict):
-        raise MalformedMessage("json", "not a JSON object")
-    return msg
-
-
-def _dispatch(msg: dict[str, Any], parsers: dict[str, Callable[[dict[str, Any]], Any]]) -> Any:
+        raise MalformedMessage(MalformedKind.BAD_JSON, "not a JSON object")
     event = msg.get("event")
-    parser = parsers.get(event) if isinstance(event, str) else None
+    parser = _INBOUND_PARSERS.get(event) if isinstance(event, str) else None
     if parser is None:
-        raise MalformedMessage("unknown_event", f"event {event!r}")
+        raise MalformedMessage(MalformedKind.UNKNOWN_EVENT, f"event {str(event)[:40]!r}")
     try:
         return parser(msg)
     except MalformedMessage:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MalformedMessage("shape", f"{event}: {exc!r}") from exc
-
-
-def parse_message(text: str | bytes) -> Inbound:
-    """Parse one frame Twilio sent us; raise ``MalformedMessage`` if we can't."""
-    return _dispatch(_load(text), _INBOUND_PARSERS)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise _shape(f"{event}: {exc!r}") from exc
 
 
 # ------------------------------------------------------------ us → Twilio
@@ -239,131 +302,8 @@ def clear_message(stream_sid: str) -> str:
     return orjson.dumps({"event": "clear", "streamSid": stream_sid}).decode()
 
 
-# ------------------------------------------------ the Twilio side (simulator)
-#
-# What a caller simulator needs: build the frames Twilio sends and parse the
-# frames we send, checking them as strictly as Twilio does (error 31951:
-# bad shape, extra or missing field, wrong stream id).
-
-
-@dataclass(slots=True)
-class OutboundMedia:
-    stream_sid: str
-    payload: bytes
-
-
-@dataclass(slots=True)
-class OutboundMark:
-    stream_sid: str
-    name: str
-
-
-@dataclass(slots=True)
-class OutboundClear:
-    stream_sid: str
-
-
-Outbound = OutboundMedia | OutboundMark | OutboundClear
-
-
-def _exact_keys(msg: dict[str, Any], keys: set[str]) -> None:
-    if set(msg) != keys:
-        raise ValueError(f"fields {sorted(msg)} != {sorted(keys)}")
-
-
-def _parse_out_media(msg: dict[str, Any]) -> OutboundMedia:
-    _exact_keys(msg, {"event", "streamSid", "media"})
-    _exact_keys(msg["media"], {"payload"})
-    return OutboundMedia(stream_sid=str(msg["streamSid"]), payload=_b64(msg["media"]["payload"]))
-
-
-def _parse_out_mark(msg: dict[str, Any]) -> OutboundMark:
-    _exact_keys(msg, {"event", "streamSid", "mark"})
-    _exact_keys(msg["mark"], {"name"})
-    return OutboundMark(stream_sid=str(msg["streamSid"]), name=str(msg["mark"]["name"]))
-
-
-def _parse_out_clear(msg: dict[str, Any]) -> OutboundClear:
-    _exact_keys(msg, {"event", "streamSid"})
-    return OutboundClear(stream_sid=str(msg["streamSid"]))
-
-
-_OUTBOUND_PARSERS: dict[str, Callable[[dict[str, Any]], Outbound]] = {
-    "media": _parse_out_media,
-    "mark": _parse_out_mark,
-    "clear": _parse_out_clear,
-}
-
-
-def parse_outbound(text: str | bytes) -> Outbound:
-    """Parse one frame we sent to Twilio, as strictly as Twilio checks it."""
-    return _dispatch(_load(text), _OUTBOUND_PARSERS)
-
-
-def _dumps(msg: dict[str, Any]) -> str:
-    return orjson.dumps(msg).decode()
-
-
-def connected_message() -> str:
-    return _dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-
-
-def start_message(
-    *, stream_sid: str, account_sid: str, call_sid: str, custom_parameters: dict[str, str],
-    sequence_number: int = 1, tracks: list[str] | None = None,
-) -> str:
-    return _dumps({
-        "event": "start",
-        "sequenceNumber": str(sequence_number),
-        "start": {
-            "accountSid": account_sid,
-            "streamSid": stream_sid,
-            "callSid": call_sid,
-            "tracks": tracks or ["inbound"],
-            "customParameters": custom_parameters,
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        },
-        "streamSid": stream_sid,
-    })
-
-
-def inbound_media_message(
-    *, stream_sid: str, sequence_number: int, chunk: int, timestamp: int, ulaw: bytes,
-) -> str:
-    return _dumps({
-        "event": "media",
-        "sequenceNumber": str(sequence_number),
-        "media": {
-            "track": "inbound",
-            "chunk": str(chunk),
-            "timestamp": str(timestamp),
-            "payload": binascii.b2a_base64(ulaw, newline=False).decode("ascii"),
-        },
-        "streamSid": stream_sid,
-    })
-
-
-def inbound_mark_message(*, stream_sid: str, sequence_number: int, name: str) -> str:
-    return _dumps({"event": "mark", "sequenceNumber": str(sequence_number),
-                   "streamSid": stream_sid, "mark": {"name": name}})
-
-
-def dtmf_message(*, stream_sid: str, sequence_number: int, digit: str) -> str:
-    return _dumps({"event": "dtmf", "streamSid": stream_sid, "sequenceNumber": str(sequence_number),
-                   "dtmf": {"track": "inbound_track", "digit": digit}})
-
-
-def stop_message(*, stream_sid: str, sequence_number: int, account_sid: str, call_sid: str) -> str:
-    return _dumps({"event": "stop", "sequenceNumber": str(sequence_number),
-                   "stop": {"accountSid": account_sid, "callSid": call_sid},
-                   "streamSid": stream_sid})
-
-
 __all__ = [
-    "FRAME_BYTES", "FRAME_MS", "ULAW_SILENCE", "MalformedMessage",
+    "FRAME_BYTES", "FRAME_MS", "MAX_FRAME_CHARS", "ULAW_SILENCE", "MalformedKind", "MalformedMessage",
     "MediaFormat", "Connected", "Start", "Media", "Mark", "DtmfDigit", "Stop", "Inbound",
     "parse_message", "media_message", "mark_message", "clear_message",
-    "OutboundMedia", "OutboundMark", "OutboundClear", "Outbound", "parse_outbound",
-    "connected_message", "start_message", "inbound_media_message", "inbound_mark_message",
-    "dtmf_message", "stop_message",
 ]

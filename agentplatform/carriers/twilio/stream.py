@@ -27,7 +27,7 @@ from agentplatform.carriers.base import (
 )
 from agentplatform.carriers.twilio.control import TwilioCallControl
 from agentplatform.carriers.twilio.media import (
-    Connected, DtmfDigit, Inbound, MalformedMessage, Mark, Media, Start, Stop,
+    Connected, DtmfDigit, Inbound, MalformedKind, MalformedMessage, Mark, Media, Start, Stop,
     clear_message, mark_message, media_message, parse_message,
 )
 from agentplatform.carriers.tokens import StreamTokens
@@ -64,7 +64,8 @@ class TwilioCallAudio(CallAudio):
         self.state = StreamState.NEW
         self.info = CallInfo(call_id="", stream_id="")
         self.account_sid = ""
-        self.malformed_counts: Counter[str] = Counter()
+        self.malformed_counts: Counter[MalformedKind] = Counter()
+        self._last_seq = 0  # the newest sequenceNumber accepted
         self._send_failed = False
         self._handlers: dict[type, Callable[[Any], CarrierEvent | None]] = {
             Media: self._on_media,
@@ -129,9 +130,11 @@ class TwilioCallAudio(CallAudio):
         while True:
             msg = await self._read()
             if isinstance(msg, Start):
+                self._last_seq = msg.sequence_number
                 return msg
             if msg is not None and not isinstance(msg, Connected):
-                self._count(MalformedMessage("unexpected", f"{type(msg).__name__} before start"))
+                self._count(MalformedMessage(MalformedKind.UNEXPECTED,
+                                             f"{type(msg).__name__} before start"))
 
     # ------------------------------------------------------------ receive
 
@@ -145,7 +148,7 @@ class TwilioCallAudio(CallAudio):
             raise _SocketEnded()
         text = frame.get("text")
         if text is None:
-            self._count(MalformedMessage("binary", "binary frame"))
+            self._count(MalformedMessage(MalformedKind.BINARY, "binary frame"))
             return None
         try:
             return parse_message(text)
@@ -167,10 +170,7 @@ class TwilioCallAudio(CallAudio):
                 self.state = StreamState.CLOSED
                 yield StreamStopped()
                 return
-            if msg is None:
-                continue
-            if getattr(msg, "stream_sid", self.info.stream_id) != self.info.stream_id:
-                self._count(MalformedMessage("stream_sid", f"frame for stream {msg.stream_sid}"))  # type: ignore[union-attr]
+            if msg is None or not self._in_order(msg):
                 continue
             event = self._handlers[type(msg)](msg)
             if event is None:
@@ -178,6 +178,23 @@ class TwilioCallAudio(CallAudio):
             yield event
             if isinstance(event, StreamStopped):
                 return
+
+    def _in_order(self, msg: Inbound) -> bool:
+        """This stream's, and newer than the last: Twilio numbers every frame of a
+        stream from 1 over one ordered socket, so a number not after the last is a
+        repeat or a replay, and its audio must not reach the model twice."""
+        sid = getattr(msg, "stream_sid", self.info.stream_id)
+        if sid != self.info.stream_id:
+            self._count(MalformedMessage(MalformedKind.WRONG_STREAM, f"frame for stream {sid[:40]!r}"))
+            return False
+        seq = getattr(msg, "sequence_number", 0)
+        if seq:  # 0: an unnumbered frame, not checked
+            if seq <= self._last_seq:
+                self._count(MalformedMessage(MalformedKind.OUT_OF_ORDER,
+                                             f"sequenceNumber {seq} after {self._last_seq}"))
+                return False
+            self._last_seq = seq
+        return True
 
     def _on_media(self, msg: Media) -> CarrierEvent | None:
         if msg.track not in ("inbound", "inbound_track"):
@@ -194,7 +211,7 @@ class TwilioCallAudio(CallAudio):
         return StreamStopped()
 
     def _on_unexpected(self, msg: Inbound) -> None:
-        self._count(MalformedMessage("unexpected", f"{type(msg).__name__} after start"))
+        self._count(MalformedMessage(MalformedKind.UNEXPECTED, f"{type(msg).__name__} after start"))
 
     # ------------------------------------------------------------ send
 

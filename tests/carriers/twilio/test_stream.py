@@ -181,7 +181,8 @@ async def test_malformed_frames_are_counted_and_skipped_and_the_call_goes_on(run
     assert events[1] == Dtmf("7") and events[2] == MarkPlayed("m1")
     call = harness.call
     assert call.malformed_count == 5
-    assert dict(call.malformed_counts) == {"json": 1, "base64": 1, "unknown_event": 1, "stream_sid": 1, "binary": 1}
+    assert dict(call.malformed_counts) == {"bad_json": 1, "bad_payload": 1, "unknown_event": 1,
+                                           "wrong_stream": 1, "binary": 1}
 
 
 async def test_the_socket_closing_ends_events_with_stream_stopped(running) -> None:
