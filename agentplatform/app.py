@@ -25,7 +25,9 @@ from agentplatform.observability.logging import bind_call
 from agentplatform.observability.metrics import Gauges, PlatformMetrics
 from agentplatform.records import EndReason
 from agentplatform.single_use import SingleUseStore, single_use_store
-from agentplatform.storage.database import create_tables, make_engine
+from agentplatform.storage.database import make_engine
+from agentplatform.storage.liveness import keep_closing_lost_calls
+from agentplatform.storage.schema import upgrade_database
 from agentplatform.storage.writer import CallWriter
 
 log = logging.getLogger(__name__)
@@ -141,9 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     catalog = load_catalog()
     engine = make_engine(settings.database_url)
-    create_tables(engine)
     observer = PlatformMetrics()
-    writer = CallWriter(engine, catalog=catalog,
+    writer = CallWriter(engine, catalog=catalog, lease_seconds=settings.call_lease_seconds,
                         on_cost=lambda model, usd: observer.cost.labels(model).inc(usd))
     store = AgentStore(settings.agents_dir, catalog, settings)
     drain = Drain(settings.draining_message, settings.drain_timeout_seconds)
@@ -151,6 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Migrations first, off the event loop; locked against other processes starting.
+        await asyncio.to_thread(upgrade_database, engine)
         writer.start()
         async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as http:
             limit_store = open_limit_store(settings, engine)
@@ -161,6 +164,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.platform = platform
             observer.watch(_live_gauges(platform, writer, drain))
             keeper = asyncio.create_task(gate.keep_leases())
+            # Calls left open by a server that died: closed at start-up, then as noticed.
+            sweeper = asyncio.create_task(keep_closing_lost_calls(
+                engine, catalog=catalog, interval=settings.call_lease_seconds / 4))
             drain.install(asyncio.get_running_loop(), platform.drain_then_exit)
             app.state.access.announce()
             warming = _warm_cascade(store, catalog)
@@ -174,9 +180,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     warming.cancel()
                 drain.hand_back()
                 await platform.shutdown_calls()
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+                for task in (keeper, sweeper):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 limit_store.close()
                 await single_use.close()
                 writer.close_open_calls(EndReason.SERVER_SHUTDOWN)

@@ -20,6 +20,11 @@ events are shed (and counted); past twice that, transcript turns and tool calls
 too. What a bill or a call's ending depends on (start, usage, model, end) is
 never shed — a few commands per call, so memory stays bounded by calls, not time.
 
+The writer also keeps this process's open calls alive in the database: every
+third of ``lease_seconds`` it pushes their ``lease_expires_at`` out (one UPDATE,
+off the audio path). A process that dies stops doing so, and any other process
+then closes its calls as ``server_lost`` (``storage/lost_calls.py``).
+
 Only the writer thread touches the database session and the per-call bookkeeping
 (next transcript seq, calls this process opened), so none of it needs a lock.
 """
@@ -34,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, text, update
@@ -45,6 +50,8 @@ from agentplatform.catalog import Catalog
 from agentplatform.errors import CatalogError
 from agentplatform.realtime.base import Usage
 from agentplatform.records import CallStart, EndReason
+from agentplatform.storage.closing import CLOSE_COLUMNS, close_call, lease_ran_out, lost_at
+from agentplatform.storage.liveness import renew_leases
 from agentplatform.storage.models import Call, CallEvent, ToolInvocation, Turn, utcnow
 from agentplatform.storage.pricing import cost_usd
 
@@ -54,10 +61,10 @@ DEFAULT_MAX_BATCH = 500
 DEFAULT_MAX_QUEUE = 50_000
 RETRY_FIRST_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
+DEFAULT_LEASE_SECONDS = 30.0  # the CALL_LEASE_SECONDS default
 _ID_CHUNK = 500  # ids per IN (...) clause when closing many calls at once
 # The bridge's event for the caller talking over the agent; counted on the call row.
 INTERRUPTION_EVENT = "barge_in"
-_CLOSE_COLUMNS = (Call.id, Call.started_at, Call.model, Call.ended_at, Call.model_connected_at)
 
 
 # ---------------------------------------------------------------- commands
@@ -186,6 +193,7 @@ class CallWriter:
         max_batch: int = DEFAULT_MAX_BATCH, max_queue: int = DEFAULT_MAX_QUEUE,
         retry_first: float = RETRY_FIRST_SECONDS, retry_max: float = RETRY_MAX_SECONDS,
         on_cost: Callable[[str, float], None] | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self._engine = engine
         self._catalog = catalog
@@ -194,6 +202,9 @@ class CallWriter:
         self._retry_first, self._retry_max = retry_first, retry_max
         # Told (model, usd) for every priced amount, from the writer thread.
         self._on_cost = on_cost
+        self._lease = timedelta(seconds=lease_seconds)
+        self._renew_every = max(lease_seconds / 3.0, 0.05)
+        self._next_renewal = time.monotonic() + self._renew_every
         self._queue: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -342,9 +353,14 @@ class CallWriter:
                 else:
                     pending.append(command)
             self._apply(pending)
+            if time.monotonic() >= self._next_renewal:
+                self._renew_leases()
 
     def _take_batch(self) -> Iterator[_Command]:
-        yield self._queue.get()
+        try:
+            yield self._queue.get(timeout=max(self._next_renewal - time.monotonic(), 0.0))
+        except queue.Empty:
+            return  # time to renew the leases
         for _ in range(self._max_batch - 1):
             try:
                 yield self._queue.get_nowait()
@@ -391,6 +407,20 @@ class CallWriter:
                 with _suppress_all("cost callback"):
                     self._on_cost(model, usd)
 
+    def _renew_leases(self) -> None:
+        """Keep this process's open calls from being taken for lost; a failure is
+        retried at the next renewal."""
+        self._next_renewal = time.monotonic() + self._renew_every
+        if not self._open:
+            return
+        try:
+            with Session(self._engine) as session:
+                renew_leases(session, self._open, utcnow(), self._lease)
+                session.commit()
+        except Exception as exc:
+            log.warning("could not renew the leases of %d open calls: %s", len(self._open),
+                        _first_line(exc))
+
     def _database_unreachable(self, exc: Exception) -> bool:
         """Whether ``exc`` came from the database being away rather than the command:
         only connection-level errors qualify, and only if a trivial query fails too."""
@@ -423,6 +453,7 @@ class CallWriter:
             id=s.call_id, carrier_call_id=s.carrier_call_id, carrier=s.carrier, agent=s.agent,
             model=s.model, requested_model=s.model, from_number=s.from_number,
             to_number=s.to_number, parameters=s.parameters, started_at=cmd.at,
+            lease_expires_at=cmd.at + self._lease, last_seen_at=cmd.at,
         ))
         self._open.add(s.call_id)
         self._next_seq[s.call_id] = 1
@@ -471,7 +502,7 @@ class CallWriter:
 
     def _on_call_ended(self, session: Session, cmd: _CallEnded) -> None:
         row = session.exec(
-            select(*_CLOSE_COLUMNS)
+            select(*CLOSE_COLUMNS)
             .where(Call.id == cmd.call_id)
         ).first()
         if row is None:
@@ -485,10 +516,18 @@ class CallWriter:
 
     def _on_closed_by_carrier(self, session: Session, cmd: _ClosedByCarrier) -> None:
         rows = session.exec(
-            select(*_CLOSE_COLUMNS)
+            select(*CLOSE_COLUMNS)
             .where(Call.carrier_call_id == cmd.carrier_call_id, Call.ended_at.is_(None))
         ).all()
         for row in rows:
+            if row.id not in self._open and lease_ran_out(row, cmd.at):
+                # Nobody holds the call: its server died before it could close it.
+                log.warning("call %s: carrier status for a call whose server was lost",
+                            row.id)
+                self._close(session, row, EndReason.SERVER_LOST,
+                            "closed by carrier status; its server stopped renewing the lease",
+                            lost_at(row), lease_ran_out_before=cmd.at)
+                continue
             log.info("closing call %s from the carrier's status (%s)", row.id, cmd.reason)
             self._close(session, row, cmd.reason, "closed by carrier status", cmd.at)
 
@@ -496,7 +535,7 @@ class CallWriter:
         ids = sorted(self._open)
         for i in range(0, len(ids), _ID_CHUNK):
             rows = session.exec(
-                select(*_CLOSE_COLUMNS)
+                select(*CLOSE_COLUMNS)
                 .where(Call.id.in_(ids[i:i + _ID_CHUNK]), Call.ended_at.is_(None))
             ).all()
             for row in rows:
@@ -507,23 +546,12 @@ class CallWriter:
     # ------------------------------------------------------------ helpers
 
     def _close(
-        self, session: Session, row: Any, reason: EndReason, detail: str, at: datetime
+        self, session: Session, row: Any, reason: EndReason, detail: str, at: datetime,
+        *, lease_ran_out_before: datetime | None = None,
     ) -> None:
-        duration = max((at - row.started_at).total_seconds(), 0.0)
-        # Per-time billing runs while a model session was open: never for a call
-        # refused before one opened.
-        connected = row.model_connected_at
-        audio_seconds = max((at - connected).total_seconds(), 0.0) if connected else 0.0
-        duration_cost = self._price(row.model, Usage(), audio_seconds=audio_seconds)
-        # ``ended_at IS NULL`` in the UPDATE keeps the first reason even when another
-        # process (a status callback) closes the same call at the same moment.
-        session.exec(
-            update(Call).where(Call.id == row.id, Call.ended_at.is_(None)).values(
-                ended_at=at, end_reason=str(reason), end_detail=detail,
-                duration_seconds=duration, audio_seconds=audio_seconds,
-                cost_usd=Call.cost_usd + duration_cost,
-            )
-        )
+        close_call(session, row, reason, detail, at, lease_ran_out_before=lease_ran_out_before,
+                   price=lambda model, seconds: self._price(model, Usage(),
+                                                            audio_seconds=seconds))
         self._closed_in_tx.append(row.id)
 
     def _take_seq(self, session: Session, call_id: str) -> int:
