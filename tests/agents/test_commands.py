@@ -67,3 +67,22 @@ def test_validate_all_exits_nonzero_on_any_error(agents_dir: Path, catalog, sett
 def test_validate_all_of_a_missing_folder_fails(tmp_path: Path, catalog, settings) -> None:
     code, text = validate_all(tmp_path / "nowhere", catalog, settings, environ={})
     assert code == 1 and "no such directory" in text
+
+
+def test_validate_all_refuses_an_alias_bomb_naming_the_file(
+        agents_dir: Path, catalog, settings, monkeypatch) -> None:
+    from agentplatform.agents import validation
+
+    from .yaml_bombs import alias_bomb
+
+    real = validation.to_plain
+
+    def refuse(node: object) -> object:  # the bomb must never be walked as a tree
+        assert not (isinstance(node, dict) and node.get("name") == "bomb" and "tools" in node), "expanded"
+        return real(node)
+    monkeypatch.setattr(validation, "to_plain", refuse)
+    (agents_dir / "bomb.yaml").write_text(alias_bomb("bomb"))
+    code, text = validate_all(agents_dir, catalog, settings, environ={})
+    assert code == 1
+    assert f"{agents_dir / 'bomb.yaml'}: error: (file): line " in text
+    assert "aliases expand the file past" in text

@@ -287,3 +287,64 @@ def test_delete_of_an_unknown_agent_raises(agents_dir: Path, make_store, name: s
     with pytest.raises(AgentNotFound):
         make_store().delete(name)
     assert (agents_dir / "a.yaml").exists()
+
+
+# --- files built to be expensive -------------------------------------------------------
+
+from agentplatform.agents import validation as validation_module  # noqa: E402
+
+from .yaml_bombs import alias_bomb  # noqa: E402
+
+
+@pytest.fixture
+def nothing_expands(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = validation_module.to_plain
+
+    def refuse(node: object) -> object:  # the bomb must never be walked as a tree
+        assert not (isinstance(node, dict) and node.get("name") == "bomb" and "tools" in node), "expanded"
+        return real(node)
+    monkeypatch.setattr(validation_module, "to_plain", refuse)
+
+
+def test_save_refuses_an_alias_bomb_and_leaves_the_file_as_it_was(
+        agents_dir: Path, make_store, nothing_expands) -> None:
+    path = write(agents_dir, "bomb.yaml", agent_yaml("bomb"))
+    before = path.read_bytes()
+    store = make_store()
+    with pytest.raises(AgentInvalid) as caught:
+        store.save("bomb", alias_bomb("bomb"))
+    assert caught.value.file == str(path) and "aliases expand" in caught.value.message
+    assert path.read_bytes() == before
+
+
+async def test_save_async_refuses_an_alias_bomb_and_leaves_the_file_as_it_was(
+        agents_dir: Path, make_store) -> None:
+    path = write(agents_dir, "bomb.yaml", agent_yaml("bomb"))
+    before = path.read_bytes()
+    store = make_store()
+    with pytest.raises(AgentInvalid, match="aliases expand"):
+        await store.save_async("bomb", alias_bomb("bomb"))
+    assert path.read_bytes() == before
+    assert store.get("bomb") is not None  # the old agent still serves
+
+
+def test_a_bomb_already_on_disk_loads_as_invalid_without_being_expanded(
+        agents_dir: Path, make_store, nothing_expands) -> None:
+    write(agents_dir, "a.yaml", agent_yaml("a"))
+    path = write(agents_dir, "bomb.yaml", alias_bomb("bomb"))
+    before = path.read_bytes()
+    store = make_store()
+    assert list(store.agents) == ["a"]
+    [issue] = store.problems[str(path)]
+    assert issue.is_error and issue.field == "(file)" and "aliases expand" in issue.message
+    assert path.read_bytes() == before
+
+
+async def test_refresh_async_finds_a_bomb_written_to_disk_and_keeps_serving_the_rest(
+        agents_dir: Path, make_store) -> None:
+    write(agents_dir, "a.yaml", agent_yaml("a"))
+    store = make_store()
+    path = write(agents_dir, "bomb.yaml", alias_bomb("bomb"))
+    assert await store.refresh_async()
+    assert list(store.agents) == ["a"]
+    assert "aliases expand" in store.problems[str(path)][0].message

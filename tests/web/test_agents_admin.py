@@ -240,3 +240,42 @@ async def test_a_file_that_does_not_load_opens_on_its_yaml_tab(tmp_path):
         page = await client.get("/agents/broken")
     assert page.status_code == 200
     assert 'data-panel="yaml" ' in page.text and 'id="agent-form"' not in page.text
+
+
+# --- files built to be expensive --------------------------------------------------------
+
+BOMB_LEVELS = 7
+
+
+def _bomb(name: str) -> str:
+    from tests.agents.yaml_bombs import alias_bomb
+    return alias_bomb(name, levels=BOMB_LEVELS)
+
+
+async def test_the_yaml_tab_refuses_an_alias_bomb_and_keeps_the_file(tmp_path, agent_file):
+    before = agent_file.read_bytes()
+    async with served(tmp_path) as client:
+        page, _ = await open_form(client)
+        refused = await client.post("/agents/front-desk/yaml", data={
+            "csrf_token": csrf_of(page), "base": base_of(page),
+            "yaml_text": _bomb("front-desk")})
+        assert refused.status_code == 422
+        assert "aliases expand the file past" in refused.text
+        health = await client.get("/healthz")
+        assert health.status_code == 200 and health.json()["agents"] == 1
+    assert agent_file.read_bytes() == before
+
+
+async def test_a_bomb_on_disk_shows_as_a_broken_file_on_every_page(tmp_path, agent_file):
+    bomb = write_agent(tmp_path / "agents", _bomb("bomb"), name="bomb")
+    before = bomb.read_bytes()
+    async with served(tmp_path) as client:
+        listing = await client.get("/")
+        assert listing.status_code == 200 and "bomb.yaml" in listing.text
+        assert "aliases expand the file past" in listing.text
+        edit = await client.get("/agents/bomb")
+        assert edit.status_code == 200 and "aliases expand the file past" in edit.text
+        api = (await client.get("/api/agents")).json()
+        assert [a["name"] for a in api["agents"]] == ["front-desk"]
+        assert "aliases expand" in api["problems"][str(bomb)][0]
+    assert bomb.read_bytes() == before
