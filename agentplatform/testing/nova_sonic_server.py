@@ -71,6 +71,7 @@ class SimSession:
     turns_answered: int = 0
     interruptions: int = 0
     ended_cleanly: bool = False  # contentEnd(audio), promptEnd, sessionEnd, empty event
+    raw: bytearray = field(default_factory=bytearray)  # request body, with keep_raw=True
 
     def names(self) -> list[str]:
         return [next(iter(e["event"])) for e in self.events]
@@ -103,6 +104,7 @@ class NovaSonicServer:
         refuse_key: bool = False, max_connection_seconds: float | None = None,
         speed: float = 0.0, reply_ms_per_char: int = 40, chunk_ms: int = 40,
         vad_threshold: int = 600, speech_start_ms: int = 60, silence_end_ms: int = 300,
+        keep_raw: bool = False,
     ) -> None:
         self.script = list(script or [])
         self.access_key = access_key
@@ -117,6 +119,8 @@ class NovaSonicServer:
         self.vad_threshold = vad_threshold
         self.speech_start_ms = speech_start_ms
         self.silence_end_ms = silence_end_ms
+        # Keep every stream's request body as received, for outside referees to decode.
+        self.keep_raw = keep_raw
         self.tls = make_tls_pair()
         self.tls.server.set_alpn_protocols(["h2"])
         self.sessions: list[SimSession] = []
@@ -350,6 +354,8 @@ class _SimStream:
     # -- input
 
     def feed(self, data: bytes) -> None:
+        if self.server.keep_raw:
+            self.record.raw += data
         if self.finished:
             return
         try:

@@ -15,11 +15,16 @@ import base64
 import json
 import struct
 import uuid
+from binascii import hexlify
+from io import BytesIO
 from typing import Any
 
 import pytest
 from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
 from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
+from aws_sdk_bedrock_runtime._private.schemas import (
+    INVOKE_MODEL_WITH_BIDIRECTIONAL_STREAM_OUTPUT,
+)
 from aws_sdk_bedrock_runtime.models import (
     BidirectionalInputPayloadPart,
     InvokeModelWithBidirectionalStreamInputChunk,
@@ -27,10 +32,22 @@ from aws_sdk_bedrock_runtime.models import (
     InvokeModelWithBidirectionalStreamOutputChunk,
     ModelTimeoutException,
     ValidationException,
+    _InvokeModelWithBidirectionalStreamInputDeserializer,
 )
+from aws_sdk_signers import URI, AsyncEventSigner, AsyncSigV4Signer, AWSRequest, Field, Fields
 from awscrt import io as crt_io
+from smithy_aws_core.identity import AWSCredentialsIdentity
+from smithy_aws_event_stream._private.deserializers import EventDeserializer
+from smithy_aws_event_stream._private.serializers import EventSerializer
+from smithy_aws_event_stream.events import Event, EventHeaderDecoder, EventHeaderEncoder
 from smithy_http.aio.crt import AWSCRTHTTPClient
+from smithy_json import JSONCodec
 
+from agentplatform.realtime import nova_events as ev
+from agentplatform.realtime import nova_sonic
+from agentplatform.realtime.base import ResponseDone, SessionSetup
+from agentplatform.realtime.nova_sonic import NovaSonicSession
+from agentplatform.testing import nova_sonic_wire
 from agentplatform.testing.nova_sonic_server import NovaSonicServer, ScriptedTurn
 
 GUARD = 15  # seconds; a hang fails the test instead of stalling the suite
@@ -200,3 +217,129 @@ async def test_sdk_reads_the_simulators_refusal_as_its_validationException(serve
         async with asyncio.timeout(GUARD):
             while await receiver.receive() is not None:
                 pass
+
+
+# ---------------------------------------------------------------- exception names
+
+
+def test_exception_names_are_the_members_of_aws_output_union():
+    aws = set(INVOKE_MODEL_WITH_BIDIRECTIONAL_STREAM_OUTPUT.members) - {"chunk"}
+    assert ev.STREAM_EXCEPTIONS == aws  # the adapter's reading
+    assert nova_sonic_wire.STREAM_EXCEPTIONS == aws  # the simulator's, written separately
+    assert nova_sonic._RECYCLABLE <= aws
+
+
+# ---------------------------------------------------------------- the SDK reads the adapter
+
+
+def _setup(server: NovaSonicServer) -> SessionSetup:
+    return SessionSetup(model=MODEL, instructions="You are a helpful agent.", voice="tiffany",
+                        url=server.url, api_key=server.access_key, auth="sigv4",
+                        extra=server.client_extra())
+
+
+async def _adapter_call(server: NovaSonicServer) -> None:
+    """One short call through the adapter: a spoken turn, a text turn, a clean close."""
+    session = NovaSonicSession(_setup(server))
+    await session.connect()
+    for pcm in [loud_pcm(40)] * 8 + [bytes(1280)] * 10:
+        await session.send_audio(pcm)
+    async with asyncio.timeout(GUARD):
+        async for event in session.events():
+            if isinstance(event, ResponseDone):
+                break
+    await session.send_text("Please spell that.", respond=False)
+    await session.close()
+
+
+@pytest.fixture
+async def recorded():
+    """The adapter's request as the simulator received it, body kept whole."""
+    async with NovaSonicServer(script=[ScriptedTurn("Hello.", user="hi")],
+                               keep_raw=True) as server:
+        await _adapter_call(server)
+        (record,) = server.sessions
+        yield server, record
+
+
+def _identity(server: NovaSonicServer) -> AWSCredentialsIdentity:
+    return AWSCredentialsIdentity(access_key_id=server.access_key,
+                                  secret_access_key=server.secret_key)
+
+
+async def test_adapter_request_signature_is_the_one_aws_signer_computes(recorded):
+    server, record = recorded
+    headers = record.headers
+    sent = {k: v for k, v in headers.items() if not k.startswith(":") and k != "authorization"}
+    request = AWSRequest(
+        destination=URI(host="127.0.0.1", port=server.port, path=headers[":path"]),
+        method="POST", body=None,
+        fields=Fields([Field(name=k, values=[v]) for k, v in sent.items()]))
+    signed = await AsyncSigV4Signer().sign(
+        request=request, identity=_identity(server),
+        properties={"region": server.region, "service": "bedrock",
+                    "date": headers["x-amz-date"]})
+    assert signed.fields["Authorization"].as_string() == headers["authorization"]
+    assert headers["x-amz-content-sha256"] == "STREAMING-AWS4-HMAC-SHA256-EVENTS"
+
+
+def _envelopes(raw: bytes) -> list[tuple[bytes, Event]]:
+    """Each signed envelope's bytes and the SDK's decoding of them."""
+    found, pos = [], 0
+    while pos < len(raw):
+        total = int.from_bytes(raw[pos:pos + 4], "big")
+        chunk = raw[pos:pos + total]
+        event = Event.decode(BytesIO(chunk))
+        assert event is not None
+        found.append((chunk, event))
+        pos += total
+    return found
+
+
+async def test_adapter_event_chain_verifies_under_aws_event_signer(recorded):
+    """Every envelope's ``:chunk-signature`` is what AWS's event signer computes from the
+    ``:date`` header as sent, the payload and the previous signature."""
+    server, record = recorded
+    seed = record.headers["authorization"].rsplit("Signature=", 1)[1]
+    signer = AsyncEventSigner(initial_signature=seed.encode(),
+                              event_encoder_cls=EventHeaderEncoder)
+    prior = seed.encode()
+    envelopes = _envelopes(bytes(record.raw))
+    for chunk, envelope in envelopes:
+        headers = envelope.message.headers
+        assert list(headers) == [":date", ":chunk-signature"]
+        date_header = chunk[12:12 + envelope.prelude.headers_length][:15]
+        assert list(EventHeaderDecoder(date_header).decode_headers()) == [":date"]
+        stamp = headers[":date"].strftime("%Y%m%dT%H%M%SZ")
+        properties = {"region": server.region, "service": "bedrock", "date": stamp}
+        to_sign = await signer._event_string_to_sign(
+            timestamp=stamp, scope=signer._scope(properties), encoded_headers=date_header,
+            payload=envelope.message.payload, prior_signature=prior)
+        expected = await signer._sign_event(timestamp=stamp, string_to_sign=to_sign,
+                                            identity=_identity(server), properties=properties)
+        assert headers[":chunk-signature"] == expected
+        prior = hexlify(expected)
+    assert envelopes[-1][1].message.payload == b""  # the signed empty end frame
+    assert len(envelopes) > 20
+
+
+async def test_adapter_events_are_chunks_the_sdk_deserializes_and_reserializes(recorded):
+    _, record = recorded
+    names = []
+    for _, envelope in _envelopes(bytes(record.raw))[:-1]:
+        inner = Event.decode(BytesIO(envelope.message.payload))
+        assert inner is not None
+        value = _InvokeModelWithBidirectionalStreamInputDeserializer().deserialize(
+            EventDeserializer(inner, JSONCodec(), is_client_mode=False))
+        assert isinstance(value, InvokeModelWithBidirectionalStreamInputChunk)
+        serializer = EventSerializer(payload_codec=JSONCodec())
+        value.serialize(serializer)
+        again = serializer.get_result()
+        assert again is not None and again.headers == inner.message.headers
+        assert json.loads(again.payload) == json.loads(inner.message.payload)
+        event = json.loads(value.value.bytes_)
+        names.append(next(iter(event["event"])))
+    assert names[:5] == ["sessionStart", "promptStart", "contentStart", "textInput",
+                         "contentEnd"]
+    assert names[-3:] == ["contentEnd", "promptEnd", "sessionEnd"]
+    assert "audioInput" in names
