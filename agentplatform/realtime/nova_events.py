@@ -135,6 +135,14 @@ def prompt_start(prompt_name: str, *, voice: str, tools: list[ToolSpec]) -> dict
 def text_content_start(
     prompt_name: str, content_name: str, role: str, *, interactive: bool = False
 ) -> dict[str, Any]:
+    """The start of a TEXT block. ``interactive`` says whether the model should answer it.
+
+    AWS's samples disagree on the SYSTEM block (the Nova 2 console sample sends ``true``
+    from one template shared by every role, the "simple" sample beside it ``false``),
+    and the service takes both. Nova 2's cross-modal guide gives the flag its meaning:
+    ``true`` on USER text asks for an answer. The system prompt and replayed history
+    ask for none, so they are ``false``; only a typed turn that wants a reply is ``true``.
+    """
     return _event("contentStart", {
         "promptName": prompt_name, "contentName": content_name, "type": "TEXT",
         "interactive": interactive, "role": role,

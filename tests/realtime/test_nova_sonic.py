@@ -300,3 +300,16 @@ def test_replay_history_merges_neighbours_and_starts_with_user():
     last = replay_history([HistoryItem("user", "1"), HistoryItem("assistant", "2"),
                            HistoryItem("user", "3")], 2)
     assert [t.text for t in last] == ["3"]
+
+
+async def test_system_prompt_and_history_are_sent_as_context_and_a_typed_turn_asks_for_an_answer(
+        server):
+    s = NovaSonicSession(setup_for(server, history=[HistoryItem("user", "hi"),
+                                                    HistoryItem("assistant", "hello")]))
+    await s.connect()
+    await s.send_text("What time is it?")
+    await collect_until(s, ResponseDone)
+    await s.close()
+    starts = [(b["role"], b["interactive"]) for b in server.sessions[0].bodies("contentStart")
+              if b["type"] == "TEXT"]
+    assert starts == [("SYSTEM", False), ("USER", False), ("ASSISTANT", False), ("USER", True)]
