@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/agentplatform serve --host 127.0.0.1 --port 8000
 
+# PostgreSQL and Redis are started by the tests if stopped (tests/services.py); under
+# make test their tests fail rather than skip when they cannot run. -rs prints skip reasons.
 test: install browser
-	AGENTPLATFORM_CHROMIUM=$(CHROMIUM) AGENTPLATFORM_REQUIRE_BROWSER=1 $(PY) -m pytest -q
+	AGENTPLATFORM_CHROMIUM=$(CHROMIUM) AGENTPLATFORM_REQUIRE_BROWSER=1 \
+	AGENTPLATFORM_REQUIRE_SERVICES=1 $(PY) -m pytest -q -rs
 
 # Debian's chromium for the admin-screen browser tests; installed once, as root or via sudo.
 browser:

@@ -1,10 +1,10 @@
-"""Databases every test folder may use: a fresh SQLite file per test, and a fresh
-PostgreSQL schema per test when a server is reachable on 127.0.0.1:5432 (started
-here if it is installed but stopped; skipped with the reason otherwise)."""
+"""Databases and servers every test folder may use: a fresh SQLite file per test, a
+fresh PostgreSQL schema per test, and Redis — the servers started here when they are
+installed but stopped (``tests/services.py``); when they still cannot be reached, their
+tests skip with the reason, or fail under ``make test``."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,35 +14,30 @@ import pytest
 from sqlalchemy import Engine
 
 from agentplatform.storage.database import create_tables, make_engine
+from tests.services import (
+    PG_CONNINFO,
+    PG_URL,
+    REDIS_URL,
+    ensure_postgres,
+    ensure_redis,
+    unavailable,
+)
 
-PG_CONNINFO = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_reachable() -> str | None:
-    """None when PostgreSQL answers, else why not."""
-    try:
-        with psycopg.connect(PG_CONNINFO) as conn:
-            conn.execute("SELECT 1")
-        return None
-    except psycopg.Error as exc:
-        return str(exc).strip()
+__all__ = ["PG_CONNINFO", "PG_URL", "REDIS_URL"]
 
 
 @pytest.fixture(scope="session")
 def postgres_available() -> None:
-    problem = _pg_reachable()
+    problem = ensure_postgres()
     if problem is not None:
-        versions = sorted(p.name for p in Path("/etc/postgresql").glob("*"))
-        if versions:
-            subprocess.run(
-                ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
-                capture_output=True, timeout=30, check=False,
-            )
-            problem = _pg_reachable()
+        unavailable("PostgreSQL", problem)
+
+
+@pytest.fixture(scope="session")
+def redis_available() -> None:
+    problem = ensure_redis()
     if problem is not None:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432 (trust auth, db 'test'): "
-                    f"{problem}")
+        unavailable("Redis", problem)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from agentplatform.storage.database import make_engine
 from agentplatform.storage.migrations.initial_schema import initial_metadata
 from agentplatform.storage.queries import get_call
 from agentplatform.storage.schema import current_revision, head_revision, upgrade_database
-from tests.conftest import PG_CONNINFO, PG_URL
+from tests.services import PG_CONNINFO, PG_URL
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
