@@ -3,9 +3,10 @@
 Every Nova event is a JSON object ``{"event": {"<name>": {...}}}``. On the wire each
 one travels as an event-stream ``chunk`` message whose payload is
 ``{"bytes": "<base64 of the event JSON>"}``; the service answers the same way, or
-with an exception message. The adapter (``nova_sonic``) and the simulator
-(``agentplatform.testing.nova_sonic_server``) both build on this module, so the
-two sides cannot drift apart silently.
+with an exception message. The adapter (``nova_sonic``) builds on this module; the
+simulator deliberately does not (``agentplatform.testing.nova_sonic_wire`` is its own
+reading of AWS's format), and AWS's SDK referees both in the tests, so a misreading
+shared by the two sides cannot pass unnoticed.
 """
 
 from __future__ import annotations

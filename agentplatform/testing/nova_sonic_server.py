@@ -1,8 +1,9 @@
 """A protocol-faithful Amazon Nova Sonic simulator: HTTP/2 over TLS on loopback.
 
 It serves ``POST /model/{modelId}/invoke-with-bidirectional-stream`` the way Bedrock
-does: it checks the request's SigV4 signature (recomputed with botocore from the
-known test secret) and the chained signature of every streamed event, decodes the
+does (with or without the empty query AWS's SDK appends): it checks the request's
+SigV4 signature (recomputed with botocore from the known test secret) and the chained
+signature of every streamed event, decodes the
 event sequence and enforces its order, runs an energy VAD over the 16 kHz caller
 audio, and answers with Nova's output sequence: the caller's transcript, planned
 (SPECULATIVE) text, 24 kHz audio, the spoken (FINAL) text, usage, completionEnd.
@@ -11,6 +12,8 @@ Caller speech during an answer interrupts it the way the service does.
 What the model says is scripted (``ScriptedTurn``); the script advances across
 streams, so a conversation continues after the client recycles its connection.
 Everything received is recorded on ``NovaSonicServer.sessions`` for tests to check.
+Its messages are built by ``nova_sonic_wire``, never by the adapter's ``nova_events``,
+and its exceptions carry AWS's names (``modelTimeoutException``…).
 
     async with NovaSonicServer(script=[ScriptedTurn("Hi there!")]) as server:
         setup = SessionSetup(..., url=server.url, api_key=server.access_key,
@@ -591,7 +594,8 @@ class _SimStream:
                 if self.interrupt.is_set() or self.finished:
                     interrupted = True
                     break
-                self.emit(self.output.audio_output(completion, content, _tone(self.server.chunk_ms)))
+                tone = _tone(self.server.chunk_ms)
+                self.emit(self.output.audio_output(completion, content, tone))
                 sent_ms += self.server.chunk_ms
                 if self.server.speed > 0:
                     await asyncio.sleep(self.server.chunk_ms / 1000 / self.server.speed)
@@ -601,7 +605,8 @@ class _SimStream:
             self.speaking = False
         if interrupted:
             self.record.interruptions += 1
-            self._say(completion, "TEXT", "ASSISTANT", "FINAL", wire.INTERRUPTED_TEXT, "INTERRUPTED")
+            self._say(completion, "TEXT", "ASSISTANT", "FINAL", wire.INTERRUPTED_TEXT,
+                      "INTERRUPTED")
             self.emit(self.output.content_end(completion, content, "AUDIO", "INTERRUPTED"))
             heard = reply[: int(len(reply) * sent_ms / total_ms)]
             if heard:
