@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from agentplatform.storage import queries
+from agentplatform.web import params
 
 router = APIRouter()
+
+
+def _json(body: object) -> Response:
+    """Serialized where it is built (a worker thread), not by the framework on the loop."""
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get("/healthz")
@@ -22,7 +29,7 @@ async def healthz(request: Request) -> dict[str, object]:
 @router.get("/api/agents")
 async def list_agents(request: Request) -> dict[str, object]:
     store = request.app.state.platform.store
-    await store.refresh_async()
+    await store.refresh_async()  # parsing edited files happens off the event loop
     return {
         "agents": [
             {"name": a.name, "model": a.spec.model, "voice": a.spec.voice,
@@ -35,26 +42,44 @@ async def list_agents(request: Request) -> dict[str, object]:
 
 
 @router.get("/api/calls")
-async def list_calls(request: Request, limit: int = 50, offset: int = 0,
-                     agent: str | None = None) -> dict[str, object]:
+async def list_calls(request: Request, limit: str | None = None, offset: str | None = None,
+                     agent: str | None = None) -> Response:
+    """Calls, newest first: ``limit`` 1..500 (default 50), ``offset`` from 0; anything
+    else is a 400 naming the parameter."""
+    count = params.whole_number(limit, "limit", default=params.DEFAULT_LIMIT, low=1,
+                                high=params.MAX_LIMIT)
+    skip = params.whole_number(offset, "offset", default=0, low=0, high=params.MAX_OFFSET)
+    name = params.text(agent, "agent")
     engine = request.app.state.engine
-    calls = await asyncio.to_thread(queries.list_calls, engine, limit, offset, agent)
-    return {"calls": [c.model_dump(mode="json") for c in calls]}
+
+    def load() -> Response:
+        calls = queries.list_calls(engine, count, skip, name)
+        return _json({"calls": [c.model_dump(mode="json") for c in calls]})
+
+    return await asyncio.to_thread(load)
 
 
 @router.get("/api/calls/{call_id}")
-async def get_call(request: Request, call_id: str) -> dict[str, object]:
-    detail = await asyncio.to_thread(queries.get_call, request.app.state.engine, call_id)
-    if detail is None:
-        raise HTTPException(status_code=404, detail=f"no call {call_id}")
-    return detail.model_dump(mode="json")
+async def get_call(request: Request, call_id: str) -> Response:
+    """One call with its transcript; a long call's is dumped in the worker thread too."""
+    engine = request.app.state.engine
+
+    def load() -> Response | None:
+        detail = queries.get_call(engine, call_id)
+        return None if detail is None else _json(detail.model_dump(mode="json"))
+
+    found = await asyncio.to_thread(load)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no call {call_id[:64]}")
+    return found
 
 
 @router.get("/metrics")
 async def prometheus_metrics(request: Request) -> Response:
     """Prometheus exposition: calls, refusals, latency histograms, provider errors,
     malformed carrier messages, cost, the writer's backlog (this process only)."""
-    return Response(request.app.state.observer.exposition(), media_type=CONTENT_TYPE_LATEST)
+    body = await asyncio.to_thread(request.app.state.observer.exposition)  # grows with series
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/debug/metrics")

@@ -2,13 +2,20 @@
 
 ``csrf_token(request)`` is a global so every form can carry the token without each
 route passing it; ``static_url`` adds the file's modification time so a browser never
-runs yesterday's script against today's page.
+runs yesterday's script against today's page. ``render`` builds a page in a worker
+thread: a page's size follows its data (a long call's transcript, a chart of every
+turn), and that work must not hold the event loop the live calls run on.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from fastapi import Request
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from agentplatform.web.auth import csrf_token, session_of
@@ -37,3 +44,11 @@ def static_url(name: str) -> str:
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals.update(csrf_token=csrf_token, session_of=session_of, static_url=static_url)
+
+
+async def render(request: Request, name: str, context: Callable[[], dict[str, Any]], *,
+                 status_code: int = 200) -> HTMLResponse:
+    """Build ``context()`` and render ``name`` with it, both in a worker thread."""
+    def build() -> HTMLResponse:
+        return templates.TemplateResponse(request, name, context(), status_code=status_code)
+    return await asyncio.to_thread(build)
