@@ -39,6 +39,7 @@ from agentplatform.config import Settings
 from agentplatform.single_use import MemorySingleUse, SingleUseStore, SingleUseUnavailable
 from agentplatform.web.hosts import BadHost, HostPolicy, forwarding_headers, is_loopback_name, \
     split_host
+from agentplatform.web.login_throttle import LoginThrottle
 from agentplatform.web.passwords import check_hash_format
 from agentplatform.web.sessions import COOKIE_NAME, Session, SessionSigner
 
@@ -86,6 +87,7 @@ class Access:
             else secrets.token_bytes(32)
         self.signer = SessionSigner(secret, settings.session_max_age_seconds,
                                     password_hash=self.password_hash)
+        self.login_throttle = LoginThrottle()
         # Logged-out sessions, shared by every process (one process only without it).
         self.revocations: SingleUseStore = revocations or MemorySingleUse()
         self.secure_cookies = settings.public_url.startswith("https://")

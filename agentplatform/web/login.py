@@ -2,14 +2,15 @@
 
 The login form is protected against cross-site posting by a double-submit token (a
 random value in a short-lived cookie and in the form), since there is no session yet
-whose token it could carry.
+whose token it could carry. Guessing is slowed per address (``login_throttle.py``),
+and the password check runs on its own worker threads (``passwords.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
+import math
 import secrets
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -17,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from agentplatform.single_use import SingleUseUnavailable
 from agentplatform.web.auth import Access, require_csrf, session_of
-from agentplatform.web.passwords import verify_password
+from agentplatform.web.passwords import verify_password_async
 from agentplatform.web.templating import templates
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,25 @@ async def login(request: Request, user: str = Form(""), password: str = Form("")
     if access.open_mode:
         return _login_page(request, next_url=next_url, status=400,
                            error="No admin password is configured on this server.")
+    address = request.client.host if request.client else ""
+    wait = access.login_throttle.retry_after(address)
+    if wait > 0:
+        seconds = math.ceil(wait)
+        log.warning("sign-in from %s refused: too many failures, next try in %d s",
+                    address, seconds)
+        page = _login_page(request, next_url=next_url, user=user, status=429,
+                           error=f"Too many failed sign-ins from your address; "
+                                 f"try again in {seconds} s.")
+        page.headers["Retry-After"] = str(seconds)
+        return page
     ok = hmac.compare_digest(user.encode(), access.user.encode())
-    ok = await asyncio.to_thread(verify_password, password, access.password_hash) and ok
+    ok = await verify_password_async(password, access.password_hash) and ok
     if not ok:
+        access.login_throttle.failed(address)
+        log.warning("failed sign-in from %s", address)
         return _login_page(request, next_url=next_url, user=user, status=401,
                            error="Wrong user name or password.")
+    access.login_throttle.succeeded(address)
     response = RedirectResponse(next_url, status_code=303)
     response.headers.append("set-cookie", access.cookie_header(access.signer.new(access.user)))
     response.delete_cookie(LOGIN_COOKIE, path="/login")

@@ -3,20 +3,28 @@
 Format: ``scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>``. The parameters travel with the
 hash so they can be raised later without breaking existing settings. Only the hash is
 ever configured (``ADMIN_PASSWORD_HASH``); ``agentplatform hash-password`` makes one.
+
+A check costs ~50 ms of CPU and 16 MiB by design, so the server never runs one on the
+event loop: ``verify_password_async`` runs it on a pool of its own (two threads), so
+a flood of sign-ins queues there instead of taking the default pool's threads that
+the database reads and call admissions wait on. The CLI hashes synchronously.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 SCHEME = "scrypt"
 # n=2**14, r=8 costs ~16 MiB and ~50 ms per check: slow for guessing, fine for a login.
 _N, _R, _P = 2**14, 8, 1
 _DKLEN = 32
 _MAXMEM = 64 * 1024 * 1024
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="password-check")
 
 
 def _b64e(data: bytes) -> str:
@@ -59,3 +67,9 @@ def verify_password(password: str, encoded: str) -> bool:
     digest = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt),
                             n=int(n), r=int(r), p=int(p), dklen=_DKLEN, maxmem=_MAXMEM)
     return hmac.compare_digest(digest, base64.b64decode(expected))
+
+
+async def verify_password_async(password: str, encoded: str) -> bool:
+    """``verify_password`` on the password pool: the event loop only waits."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_POOL, verify_password, password, encoded)
