@@ -90,7 +90,7 @@ class Call(CallBase, table=True):
     # Liveness: the writer of the process serving an open call pushes the lease out
     # while the process lives. Still open with the lease run out, the call's server is
     # gone, and any process closes it as ``server_lost`` at ``last_seen_at``
-    # (``storage/lost_calls.py``). Cleared when the call closes.
+    # (``storage/liveness.py``). Cleared when the call closes.
     lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

@@ -23,7 +23,7 @@ never shed — a few commands per call, so memory stays bounded by calls, not ti
 The writer also keeps this process's open calls alive in the database: every
 third of ``lease_seconds`` it pushes their ``lease_expires_at`` out (one UPDATE,
 off the audio path). A process that dies stops doing so, and any other process
-then closes its calls as ``server_lost`` (``storage/lost_calls.py``).
+then closes its calls as ``server_lost`` (``storage/liveness.py``).
 
 Only the writer thread touches the database session and the per-call bookkeeping
 (next transcript seq, calls this process opened), so none of it needs a lock.
@@ -65,6 +65,7 @@ DEFAULT_LEASE_SECONDS = 30.0  # the CALL_LEASE_SECONDS default
 _ID_CHUNK = 500  # ids per IN (...) clause when closing many calls at once
 # The bridge's event for the caller talking over the agent; counted on the call row.
 INTERRUPTION_EVENT = "barge_in"
+LOST_BY_CARRIER_STATUS = "closed by carrier status; its server stopped renewing the lease"
 
 
 # ---------------------------------------------------------------- commands
@@ -408,8 +409,7 @@ class CallWriter:
                     self._on_cost(model, usd)
 
     def _renew_leases(self) -> None:
-        """Keep this process's open calls from being taken for lost; a failure is
-        retried at the next renewal."""
+        """Keep this process's open calls from being taken for lost (retried next time)."""
         self._next_renewal = time.monotonic() + self._renew_every
         if not self._open:
             return
@@ -522,14 +522,12 @@ class CallWriter:
         for row in rows:
             if row.id not in self._open and lease_ran_out(row, cmd.at):
                 # Nobody holds the call: its server died before it could close it.
-                log.warning("call %s: carrier status for a call whose server was lost",
-                            row.id)
-                self._close(session, row, EndReason.SERVER_LOST,
-                            "closed by carrier status; its server stopped renewing the lease",
+                log.warning("call %s: carrier status for a call its server lost", row.id)
+                self._close(session, row, EndReason.SERVER_LOST, LOST_BY_CARRIER_STATUS,
                             lost_at(row), lease_ran_out_before=cmd.at)
-                continue
-            log.info("closing call %s from the carrier's status (%s)", row.id, cmd.reason)
-            self._close(session, row, cmd.reason, "closed by carrier status", cmd.at)
+            else:
+                log.info("closing call %s from the carrier's status (%s)", row.id, cmd.reason)
+                self._close(session, row, cmd.reason, "closed by carrier status", cmd.at)
 
     def _on_close_open_calls(self, session: Session, cmd: _CloseOpenCalls) -> None:
         ids = sorted(self._open)

@@ -2,7 +2,7 @@
 
 ``lease_expires_at`` is pushed forward by the writer of the process serving the
 call; ``last_seen_at`` is when it last did. A call still open after its lease
-ran out is closed as ``server_lost`` at ``last_seen_at`` (``storage/lost_calls.py``).
+ran out is closed as ``server_lost`` at ``last_seen_at`` (``storage/liveness.py``).
 
 Calls left open by servers from before this revision have no lease. They get one
 that runs out four hours after they started — the longest call any agent may
