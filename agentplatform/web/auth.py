@@ -214,6 +214,8 @@ class AccessMiddleware:
         """(status, why) when ``Host`` is not ours, or a write / socket comes from
         another site's page; None when the request may go on."""
         try:
+            if sum(1 for key, _ in scope.get("headers", []) if key.lower() == b"host") > 1:
+                raise BadHost("the request has more than one Host header")
             self.access.hosts.check_host(headers.get("host"))
         except BadHost as exc:
             log.warning("refused %s %s: %s", scope.get("method", "WEBSOCKET"), scope["path"], exc)

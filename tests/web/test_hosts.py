@@ -90,6 +90,14 @@ async def test_a_rebound_name_from_this_machine_gets_nothing(tmp_path, agent_fil
     assert agent_file.read_bytes() == before
 
 
+async def test_two_host_headers_are_refused(tmp_path, agent_file):
+    async with from_this_machine(tmp_path, "127.0.0.1") as client:
+        request = client.build_request("GET", "/agents/front-desk")
+        request.headers = httpx.Headers([("host", "evil.example"), ("host", "127.0.0.1")])
+        response = await client.send(request)
+        assert response.status_code == 400 and "more than one Host" in response.text
+
+
 async def test_the_names_we_were_given_are_answered(tmp_path, agent_file):
     overrides = {"public_url": "https://calls.example.com", "allowed_hosts": "*.corp.example"}
     for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
