@@ -11,11 +11,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import Session
+from sqlalchemy import func, update
+from sqlmodel import Session, select
 
 from agentplatform.records import EndReason
-from agentplatform.storage.models import Call
+from agentplatform.storage.models import Call, CallEvent, ToolInvocation, Turn
 
 # What ``close_call`` needs of a row; select these.
 CLOSE_COLUMNS = (Call.id, Call.started_at, Call.model, Call.ended_at, Call.model_connected_at,
@@ -52,11 +52,15 @@ def close_call(
     return bool(result.rowcount == 1)
 
 
-def lost_at(row: Any) -> datetime:
-    """When a call whose server died ended, as far as anyone can tell: the last time
-    its server renewed the lease (never before it started)."""
-    seen = row.last_seen_at
-    return seen if seen is not None and seen > row.started_at else row.started_at
+def lost_at(session: Session, row: Any) -> datetime:
+    """When a call whose server died ended, as far as anyone can tell: the later of
+    the last lease renewal and the last turn, tool call or event recorded on it
+    (never before it started)."""
+    latest = [row.started_at, row.last_seen_at]
+    for table in (Turn, ToolInvocation, CallEvent):
+        latest.append(session.exec(select(func.max(table.created_at))
+                                   .where(table.call_id == row.id)).one())
+    return max(t for t in latest if t is not None)
 
 
 def lease_ran_out(row: Any, now: datetime) -> bool:

@@ -64,7 +64,7 @@ def close_lost_calls(engine: Engine, *, catalog: Catalog | None = None,
                 .order_by(Call.lease_expires_at).limit(SWEEP_BATCH)
             ).all()
             for row in rows:
-                at = lost_at(row)
+                at = lost_at(session, row)
                 if close_call(session, row, EndReason.SERVER_LOST, LOST_DETAIL, at,
                               price=_pricer(catalog), lease_ran_out_before=now):
                     closed.append(row.id)

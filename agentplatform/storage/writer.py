@@ -524,7 +524,7 @@ class CallWriter:
                 # Nobody holds the call: its server died before it could close it.
                 log.warning("call %s: carrier status for a call its server lost", row.id)
                 self._close(session, row, EndReason.SERVER_LOST, LOST_BY_CARRIER_STATUS,
-                            lost_at(row), lease_ran_out_before=cmd.at)
+                            lost_at(session, row), lease_ran_out_before=cmd.at)
             else:
                 log.info("closing call %s from the carrier's status (%s)", row.id, cmd.reason)
                 self._close(session, row, cmd.reason, "closed by carrier status", cmd.at)

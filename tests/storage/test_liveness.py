@@ -103,6 +103,17 @@ async def test_a_call_whose_lease_ran_out_is_closed_as_server_lost_with_what_was
     assert close_lost_calls(engine) == []  # closed once
 
 
+async def test_a_lost_call_ends_at_its_last_record_when_that_came_after_the_last_renewal(
+    engine: Engine,
+) -> None:
+    start = await _recorded_then_died(engine, PER_MINUTE_MODEL)
+    detail = get_call(engine, start.call_id)
+    _expire(engine, start.call_id, seen=detail.started_at)  # never renewed
+    assert close_lost_calls(engine) == [start.call_id]
+    after = get_call(engine, start.call_id)
+    assert after.ended_at == after.turns[-1].created_at > after.started_at
+
+
 async def test_two_processes_sweeping_at_once_close_a_lost_call_once(engine: Engine) -> None:
     start = await _recorded_then_died(engine, PER_MINUTE_MODEL)
     connected = get_call(engine, start.call_id).model_connected_at
