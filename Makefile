@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench validate clean browser
+.PHONY: install run test bench validate clean browser fuzz
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 CHROMIUM ?= /usr/bin/chromium
 
@@ -32,6 +32,11 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
 	  else echo "the browser tests need Chromium: apt-get install chromium" >&2; exit 1; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+# At least 100,000 Twilio Media Streams frames, in whole fuzzed calls, through the parser,
+# the stream and the bridge; prints the count, the crashes and the bad frames by kind.
+fuzz: install
+	$(PY) -m agentplatform.testing.fuzz_carriers 100000
 
 bench: install
 	$(VENV)/bin/agentplatform bench
