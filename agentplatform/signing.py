@@ -7,7 +7,7 @@ distinct salt, so a value signed for one use never verifies for another, even un
 the same secret.
 
 Every payload carries ``exp`` (epoch seconds) and ``jti`` (a random id): the expiry is
-checked here; the id lets a caller make a token single-use (see ``tokens_used``).
+checked here; the id lets a caller make a token single-use (see ``single_use.py``).
 """
 
 from __future__ import annotations
