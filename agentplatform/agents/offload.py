@@ -21,6 +21,7 @@ import asyncio
 import atexit
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from multiprocessing.pool import Pool
@@ -44,8 +45,20 @@ class AgentWorkTimeout(AgentError):
                          "and was stopped; try again, or make the file smaller")
 
 
+# How much lower than the server the worker runs (Unix nice): when cores are short,
+# the live calls' event loop gets the CPU first and agent-file work waits.
+NICENESS = 10
+
 _lock = threading.Lock()
 _pool: Pool | None = None
+
+
+def _lower_priority() -> None:
+    """Runs first in the worker process."""
+    try:
+        os.nice(NICENESS)
+    except (AttributeError, OSError):  # no nice() on this platform: run as we are
+        pass
 
 
 def _get_pool() -> Pool:
@@ -53,7 +66,8 @@ def _get_pool() -> Pool:
     with _lock:
         if _pool is None:
             # spawn: a clean interpreter (forking a process that has threads can deadlock).
-            _pool = multiprocessing.get_context("spawn").Pool(processes=1)
+            _pool = multiprocessing.get_context("spawn").Pool(processes=1,
+                                                               initializer=_lower_priority)
         return _pool
 
 

@@ -27,7 +27,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_FILE_BYTES = 256 * 1024
 MAX_EXPANDED_BYTES = 256 * 1024
-MAX_NODES = 20_000
+MAX_NODES = 10_000
 MAX_DEPTH = 40
 _NODE_BYTES = 2  # a separator and an indent, roughly, for every value written out
 
