@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     draining_message: str = "Sorry, we are restarting right now. Please call again in a minute."
     log_format: str = "text"  # "json" for one JSON object per line
 
+    # Environment variables an agent file may name (headers_from_env, api_key_env,
+    # endpoint_env), comma-separated, besides any starting with TOOL_SECRET_. The
+    # platform's own settings (and AWS_*, TWILIO_*) are refused even when listed.
+    tool_env_allowlist: str = ""
+
     # Server.
     host: str = "127.0.0.1"
     port: int = 8000
