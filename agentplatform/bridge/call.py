@@ -281,6 +281,9 @@ class CallSession:
                 await self.model.close()
         with contextlib.suppress(Exception):
             await self._release_carrier(reason)
+        if self.audio.malformed_counts:  # what the carrier skipped, kept with the call
+            self.deps.recorder.event(self.call_id, "malformed_frames",
+                                     {str(k): n for k, n in self.audio.malformed_counts.items()})
         self.deps.recorder.call_ended(self.call_id, reason, self.end_detail)
 
     async def _release_carrier(self, reason: EndReason) -> None:

@@ -7,8 +7,9 @@ Audio both ways is G.711 μ-law at 8 kHz, the telephone's own format.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 
 @dataclass(slots=True)
@@ -50,6 +51,9 @@ CarrierEvent = InboundAudio | Dtmf | MarkPlayed | StreamStopped
 
 class CallAudio(abc.ABC):
     info: CallInfo
+    # Inbound frames the carrier skipped as malformed, by kind (its parser names the
+    # kinds); the bridge records them with the call, the app counts them for /metrics.
+    malformed_counts: Mapping[str, int] = MappingProxyType({})
 
     @abc.abstractmethod
     def events(self) -> AsyncIterator[CarrierEvent]: ...

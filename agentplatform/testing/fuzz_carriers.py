@@ -542,6 +542,8 @@ def check(script: Script, outcome: Outcome) -> None:
     model = outcome.model
     if script.exact:
         assert dict(outcome.malformed) == dict(script.kinds)
+        recorded = [d for kind, d in outcome.recorder.events if kind == "malformed_frames"]
+        assert recorded == ([dict(script.kinds)] if script.kinds else [])
         assert model.audio == script.audio
         digits = [d["digit"] for kind, d in outcome.recorder.events if kind == "dtmf" and d]
         assert digits == script.digits
@@ -571,7 +573,7 @@ TALLY = Tally()
 _runner: asyncio.Runner | None = None
 
 
-def play(script: Script) -> None:
+def play_and_return(script: Script) -> Outcome:
     """Run one case on a loop kept across cases (a new loop per case costs more
     than the case), count it, and check it."""
     global _runner
@@ -580,6 +582,12 @@ def play(script: Script) -> None:
     outcome = _runner.run(run_call(script))
     TALLY.add(outcome)
     check(script, outcome)
+    return outcome
+
+
+def play(script: Script) -> None:
+    """``play_and_return`` for ``@given`` (a property returns nothing)."""
+    play_and_return(script)
 
 
 def parse_only(frame: Frame) -> None:
@@ -613,7 +621,7 @@ def main(argv: list[str]) -> int:
                 if isinstance(exc, KeyboardInterrupt):
                     break
     seconds = time.monotonic() - began
-    kinds = dict(sorted(TALLY.malformed.items()))
+    kinds = {str(kind): n for kind, n in sorted(TALLY.malformed.items())}
     print(f"fuzz: {TALLY.frames} carrier messages in {TALLY.calls} calls, {crashes} crashes, "
           f"malformed by kind: {kinds} ({seconds:.0f} s)")
     return 1 if crashes else 0

@@ -99,3 +99,15 @@ def test_media_before_start_and_a_second_start_are_unexpected_not_fatal() -> Non
 
 def test_a_call_without_stop_ends_as_a_hang_up_when_the_socket_drops() -> None:
     play(script_for([_media(2, b"\x06" * 160)], audio=[b"\x06" * 160], stop=False))
+
+
+def test_the_call_record_lists_the_skipped_frames_by_kind() -> None:
+    script = script_for(["{oops", b"\x00", _media(2, b"\x07" * 160, sid="MZ-other")],
+                        kinds={"bad_json": 1, "binary": 1, "wrong_stream": 1})
+    outcome = fuzz.play_and_return(script)
+    assert ("malformed_frames", {"bad_json": 1, "binary": 1, "wrong_stream": 1}) in outcome.recorder.events
+
+
+def test_a_clean_call_records_no_malformed_frames_event() -> None:
+    outcome = fuzz.play_and_return(script_for([_media(2, b"\x08" * 160)], audio=[b"\x08" * 160]))
+    assert all(kind != "malformed_frames" for kind, _ in outcome.recorder.events)
