@@ -10,6 +10,7 @@ import pytest
 from agentplatform.carriers.twilio.signature import SIGNATURE_HEADER, sign
 from agentplatform.cli import main as cli_main
 from agentplatform.signing import SESSION_COOKIE, STREAM_TOKEN, Signer
+from agentplatform.single_use import SingleUseUnavailable
 from agentplatform.web.auth import Access
 from agentplatform.web.passwords import check_hash_format, hash_password, verify_password
 from agentplatform.web.sessions import SessionSigner
@@ -220,3 +221,19 @@ async def test_changing_the_password_ends_every_session(tmp_path, agent_file):
     async with remote(tmp_path, admin_password_hash=new_hash, session_secret="shared") as after:
         after.cookies.set("ap_session", cookie)
         assert (await after.get("/agents/front-desk")).status_code == 303
+
+
+class _StoreDown:
+    async def claim(self, token_id: str, expires_at: float) -> bool:
+        raise SingleUseUnavailable("database down")
+
+    async def is_claimed(self, token_id: str) -> bool:
+        raise SingleUseUnavailable("database down")
+
+
+async def test_a_session_that_cannot_be_checked_for_logout_is_refused(tmp_path, agent_file):
+    async with remote(tmp_path, admin_password_hash=HASH) as client:
+        await log_in(client)
+        client._transport.app.state.access.revocations = _StoreDown()  # type: ignore[attr-defined]
+        refused = await client.get("/agents/front-desk")
+        assert refused.status_code == 503 and "sessions cannot be checked" in refused.text
