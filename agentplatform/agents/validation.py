@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from agentplatform.agents import placeholders
+from agentplatform.agents import envpolicy, placeholders
 from agentplatform.agents.issues import WHOLE_FILE, Issue, dotted, error, warning
 from agentplatform.agents.spec import AgentSpec, Tool, TransferCallTool, WebhookTool
 from agentplatform.agents.yamlio import line_of, load_document, to_plain
@@ -276,7 +276,10 @@ def _check_cascade(ctx: _Ctx) -> Iterable[Issue]:
         yield from _service_key(ctx, "cascade.tts.service", voice_service.label,
                                 voice_service.key_setting)
     llm = ctx.spec.cascade.llm
-    if llm is not None and llm.api_key_env and not ctx.environ.get(llm.api_key_env):
+    refused = _variable_refused(ctx, llm.api_key_env if llm is not None else None)
+    if refused:
+        yield error(ctx.file, "cascade.llm.api_key_env", refused)
+    elif llm is not None and llm.api_key_env and not ctx.environ.get(llm.api_key_env):
         yield warning(ctx.file, "cascade.llm.api_key_env",
                       f"environment variable {llm.api_key_env} is not set; the endpoint is "
                       f"called without a key")
@@ -350,7 +353,10 @@ def _check_webhook(ctx: _Ctx, i: int, tool: Any) -> Iterable[Issue]:
         yield error(ctx.file, f"tools[{i}].url",
                     f"must be an http:// or https:// URL with a host, got {tool.url!r}")
     for header, variable in tool.headers_from_env.items():
-        if not ctx.environ.get(variable):
+        refused = envpolicy.refusal(variable, envpolicy.allowlist(ctx.settings))
+        if refused:
+            yield error(ctx.file, f"tools[{i}].headers_from_env.{header}", refused)
+        elif not ctx.environ.get(variable):
             yield warning(ctx.file, f"tools[{i}].headers_from_env.{header}",
                           f"environment variable {variable} is not set; the header is sent empty")
 
@@ -367,8 +373,25 @@ _TOOL_CHECKS: dict[type, Callable[[_Ctx, int, Any], Iterable[Issue]]] = {
 }
 
 
+def _variable_refused(ctx: _Ctx, variable: str | None) -> str | None:
+    return envpolicy.refusal(variable, envpolicy.allowlist(ctx.settings)) if variable else None
+
+
+def _check_variables(ctx: _Ctx) -> Iterable[Issue]:
+    """The agent's own key and endpoint variables must be ones the operator allowed:
+    a provider's error can quote what it was sent, into the call's record."""
+    creds = ctx.spec.credentials
+    for field, variable in (("credentials.api_key_env", creds.api_key_env),
+                            ("credentials.endpoint_env", creds.endpoint_env)):
+        refused = _variable_refused(ctx, variable)
+        if refused:
+            yield error(ctx.file, field, refused)
+
+
 def _check_keys(ctx: _Ctx) -> Iterable[Issue]:
     creds = ctx.spec.credentials
+    if _variable_refused(ctx, creds.api_key_env) or _variable_refused(ctx, creds.endpoint_env):
+        return  # already an error; no advice about a variable that may not be used
     if creds.api_key_env:
         if not ctx.environ.get(creds.api_key_env):
             yield warning(ctx.file, "credentials.api_key_env",
@@ -423,7 +446,7 @@ def _check_passthrough(ctx: _Ctx) -> Iterable[Issue]:
 
 _CHECKS: tuple[Callable[[_Ctx], Iterable[Issue]], ...] = (
     _check_model, _check_voice, _check_max_output_tokens, _check_modality, _check_cascade,
-    _check_phone_numbers, _check_advanced, _check_tools, _check_keys,
+    _check_phone_numbers, _check_advanced, _check_tools, _check_variables, _check_keys,
     _check_placeholders, _check_passthrough,
 )
 

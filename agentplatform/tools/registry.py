@@ -23,7 +23,9 @@ from typing import Any
 
 import httpx
 
+from agentplatform.agents import envpolicy
 from agentplatform.agents.spec import AgentSpec, EndCallTool, Tool, TransferCallTool, WebhookTool
+from agentplatform.config import get_settings
 from agentplatform.errors import ToolError
 from agentplatform.realtime.base import ToolSpec
 from agentplatform.tools import builtins
@@ -109,8 +111,12 @@ class ToolRunner:
         http_client: httpx.AsyncClient,
         env: Mapping[str, str] = os.environ,
         resolver: Resolver = system_resolver,
+        allowed_env: frozenset[str] | None = None,
     ) -> None:
+        """``allowed_env``: the ``TOOL_ENV_ALLOWLIST`` names; None reads the settings."""
         self._agent = agent
+        self._allowed_env = envpolicy.allowlist(get_settings()) if allowed_env is None \
+            else allowed_env
         self._tools = _tools_by_name(agent)
         self._client = http_client
         self._env = env
@@ -152,7 +158,8 @@ class ToolRunner:
 
     async def _run_webhook(self, tool: WebhookTool, arguments: dict[str, Any]) -> _Result:
         output = await call_webhook(
-            tool, arguments, client=self._client, env=self._env, resolver=self._resolver
+            tool, arguments, client=self._client, env=self._env, resolver=self._resolver,
+            allowed_env=self._allowed_env,
         )
         return output, None
 

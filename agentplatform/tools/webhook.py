@@ -2,7 +2,9 @@
 
 POST, PUT and PATCH send the arguments as a JSON body; GET and DELETE send them
 as query parameters. Secrets never live in the agent file: each header's value
-is read from the environment variable the tool names, at call time.
+is read from the environment variable the tool names, at call time, and only from
+a variable the operator allowed (``TOOL_SECRET_*`` or ``TOOL_ENV_ALLOWLIST``; never
+the platform's own settings).
 
 What comes back is text for the model to read, so it is kept small: a JSON
 reply is re-encoded compactly, and any reply is cut to ``MAX_OUTPUT_CHARS``.
@@ -25,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from agentplatform.agents import envpolicy
 from agentplatform.agents.spec import WebhookTool
 from agentplatform.errors import ToolError
 from agentplatform.tools.netguard import IPAddress, Resolver, resolve_allowed, system_resolver
@@ -72,11 +75,17 @@ def query_params(arguments: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def env_headers(headers_from_env: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
-    """Header values read from the environment; a missing or empty variable is
-    a ``ToolError`` naming the variable (never its value)."""
+def env_headers(headers_from_env: Mapping[str, str], env: Mapping[str, str],
+                allowed: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Header values read from the environment; a variable the operator did not allow
+    (see ``agents.envpolicy``), or a missing or empty one, is a ``ToolError`` naming
+    the variable (never its value). Validation refuses such files already; this
+    holds for a spec that reached the runner some other way."""
     headers: dict[str, str] = {}
     for header, variable in headers_from_env.items():
+        refused = envpolicy.refusal(variable, allowed)
+        if refused:
+            raise ToolError(f"header {header}: {refused}")
         value = env.get(variable, "")
         if not value:
             raise ToolError(f"environment variable {variable} (for header {header}) is not set")
@@ -85,7 +94,8 @@ def env_headers(headers_from_env: Mapping[str, str], env: Mapping[str, str]) -> 
 
 
 def build_request(
-    tool: WebhookTool, arguments: Mapping[str, Any], env: Mapping[str, str]
+    tool: WebhookTool, arguments: Mapping[str, Any], env: Mapping[str, str],
+    allowed_env: frozenset[str] = frozenset(),
 ) -> WebhookRequest:
     """Decide method, URL, headers and payload for one call of ``tool``."""
     try:
@@ -94,7 +104,7 @@ def build_request(
         raise ToolError(f"invalid URL {tool.url!r}: {exc}") from exc
     if url.scheme not in ("http", "https") or not url.host:
         raise ToolError(f"URL {tool.url!r} must be an absolute http or https URL")
-    headers = env_headers(tool.headers_from_env, env)
+    headers = env_headers(tool.headers_from_env, env, allowed_env)
     if tool.method in _BODY_METHODS:
         return WebhookRequest(tool.method, url, headers, json_body=dict(arguments))
     # httpx replaces a URL's query when given params, so keep the URL's own pairs.
@@ -211,6 +221,7 @@ async def call_webhook(
     client: httpx.AsyncClient,
     env: Mapping[str, str],
     resolver: Resolver = system_resolver,
+    allowed_env: frozenset[str] = frozenset(),
 ) -> str:
     """Call ``tool`` with ``arguments``; the reply text for the model.
 
@@ -219,7 +230,7 @@ async def call_webhook(
     read back to the model. The whole call, lookup included, gets the tool's
     ``timeout_seconds``.
     """
-    request = build_request(tool, arguments, env)
+    request = build_request(tool, arguments, env, allowed_env)
     port = request.url.port or (443 if request.url.scheme == "https" else 80)
     try:
         async with asyncio.timeout(tool.timeout_seconds):

@@ -269,9 +269,9 @@ def test_transfer_destinations_must_be_e164(check) -> None:
 
 
 def test_unset_header_variable_is_a_warning(check) -> None:
-    tool = {**WEBHOOK, "headers_from_env": {"Authorization": "BOOKING_TOKEN"}}
+    tool = {**WEBHOOK, "headers_from_env": {"Authorization": "TOOL_SECRET_BOOKING_TOKEN"}}
     issue = _one(check(tools=[tool]), "tools[0].headers_from_env.Authorization", "warning")
-    assert "BOOKING_TOKEN" in issue.message
+    assert "TOOL_SECRET_BOOKING_TOKEN" in issue.message
 
 
 # --- keys -------------------------------------------------------------------------------
@@ -284,20 +284,21 @@ def test_missing_platform_key_is_only_a_warning(catalog, settings) -> None:
 
 
 def test_agent_key_variable_not_set_is_a_warning(catalog, settings) -> None:
-    issues = _check(catalog, settings, credentials={"api_key_env": "CLINIC_OPENAI_KEY"})
+    issues = _check(catalog, settings, credentials={"api_key_env": "TOOL_SECRET_CLINIC_OPENAI_KEY"})
     issue = _one(issues, "credentials.api_key_env", "warning")
-    assert "CLINIC_OPENAI_KEY" in issue.message
+    assert "TOOL_SECRET_CLINIC_OPENAI_KEY" in issue.message
     assert not [i for i in issues if i.field == "model"]  # the agent's own key replaces it
 
 
 def test_agent_key_variable_set_silences_the_warning(catalog, settings) -> None:
-    issues = _check(catalog, settings, environ={"CLINIC_OPENAI_KEY": "sk-test"},
-                    credentials={"api_key_env": "CLINIC_OPENAI_KEY"})
+    issues = _check(catalog, settings, environ={"TOOL_SECRET_CLINIC_OPENAI_KEY": "sk-test"},
+                    credentials={"api_key_env": "TOOL_SECRET_CLINIC_OPENAI_KEY"})
     assert issues == []
 
 
 def test_missing_key_for_a_fallback_provider_is_a_warning(catalog, settings) -> None:
-    issues = _check(catalog, settings, environ={"K": "sk"}, credentials={"api_key_env": "K"},
+    issues = _check(catalog, settings, environ={"TOOL_SECRET_K": "sk"},
+                    credentials={"api_key_env": "TOOL_SECRET_K"},
                     fallback_models=["openai/gpt-realtime-mini", "xai/grok-voice"])
     key_warnings = [i for i in issues if i.field == "fallback_models[1]" and "key" in i.message]
     assert len(key_warnings) == 1 and "XAI_API_KEY" in key_warnings[0].message
@@ -373,3 +374,48 @@ def test_issues_carry_the_line_of_their_field(catalog, keyed_settings) -> None:
     assert _one(issues, "voice").line == 2
     assert _one(issues, "tools[0].url").line == 6
     assert str(_one(issues, "tools[0].url")).startswith(f"{FILE}:6: error: tools[0].url: ")
+
+
+# --- environment variables an agent file may name -----------------------------------------
+
+
+@pytest.mark.parametrize("variable", [
+    "TWILIO_AUTH_TOKEN", "SESSION_SECRET", "STREAM_TOKEN_SECRET", "OPENAI_API_KEY",
+    "AWS_SECRET_ACCESS_KEY", "AWS_WEB_IDENTITY_TOKEN_FILE", "ADMIN_PASSWORD_HASH", "API_KEY",
+    "DATABASE_URL", "REDIS_URL", "GEMINI_API_KEY", "session_secret", "TWILIO_API_SECRET",
+])
+def test_a_webhook_header_may_never_read_a_platform_setting(catalog, variable) -> None:
+    allowing_it = Settings(_env_file=None, tool_env_allowlist=f"{variable},OTHER")
+    tool = {**WEBHOOK, "headers_from_env": {"X-Leak": variable}}
+    issues = _check(catalog, allowing_it, environ={variable: "secret"}, tools=[tool])
+    issue = _one(issues, "tools[0].headers_from_env.X-Leak")
+    assert issue.file == FILE and variable in issue.message and "never" in issue.message
+
+
+def test_a_webhook_header_must_name_an_allowed_variable(catalog, keyed_settings) -> None:
+    tool = {**WEBHOOK, "headers_from_env": {"Authorization": "HOME"}}
+    issue = _one(_check(catalog, keyed_settings, environ={"HOME": "/root"}, tools=[tool]),
+                 "tools[0].headers_from_env.Authorization")
+    assert "TOOL_SECRET_" in issue.message and "TOOL_ENV_ALLOWLIST" in issue.message
+
+
+def test_tool_secret_variables_and_allow_listed_ones_may_be_named(catalog) -> None:
+    settings = Settings(_env_file=None, tool_env_allowlist=" BOOKING_KEY , CRM_TOKEN",
+                        openai_api_key="k")
+    tool = {**WEBHOOK, "headers_from_env": {"A": "TOOL_SECRET_BOOKING", "B": "BOOKING_KEY",
+                                             "C": "CRM_TOKEN"}}
+    env = {"TOOL_SECRET_BOOKING": "1", "BOOKING_KEY": "2", "CRM_TOKEN": "3"}
+    assert _check(catalog, settings, environ=env, tools=[tool]) == []
+
+
+@pytest.mark.parametrize("field,changes", [
+    ("credentials.api_key_env", {"credentials": {"api_key_env": "TWILIO_AUTH_TOKEN"}}),
+    ("credentials.endpoint_env", {"credentials": {"endpoint_env": "SESSION_SECRET"}}),
+    ("credentials.api_key_env", {"credentials": {"api_key_env": "GITHUB_TOKEN"}}),
+    ("cascade.llm.api_key_env", {"voice_streaming": False, "cascade": {"llm": {
+        "url": "https://llm.example/v1", "model": "m", "api_key_env": "OPENAI_API_KEY"}}}),
+])
+def test_key_and_endpoint_variables_follow_the_same_rule(
+        catalog, keyed_settings, field, changes) -> None:
+    issues = _check(catalog, keyed_settings, environ={"GITHUB_TOKEN": "ghp"}, **changes)
+    assert _one(issues, field).is_error

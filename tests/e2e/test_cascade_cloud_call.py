@@ -40,7 +40,7 @@ name: desk
 model: local/offline
 voice_streaming: false
 cascade:
-  llm: {url: "%s", model: llama3.2, api_key_env: DESK_LLM_KEY}
+  llm: {url: "%s", model: llama3.2, api_key_env: TOOL_SECRET_DESK_LLM_KEY}
 prompt: You answer the phone for a clinic.
 greeting: Maple Street Dental, how can I help?
 phone_numbers: ["+15555550100"]
@@ -102,7 +102,7 @@ async def test_openai_agent_with_voice_streaming_off_hears_thinks_and_speaks_via
 
 async def test_a_chat_completions_endpoint_answers_and_its_tool_call_ends_the_call(
         tmp_path, monkeypatch):
-    monkeypatch.setenv("DESK_LLM_KEY", "chat-key")
+    monkeypatch.setenv("TOOL_SECRET_DESK_LLM_KEY", "chat-key")
     async with ChatCompletionsServer(
             api_key="chat-key",
             script=["Maple Street Dental, how can I help?", "We are open nine to five.",

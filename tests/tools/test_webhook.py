@@ -44,13 +44,13 @@ def test_query_params_flatten_lists_objects_booleans_and_drop_nulls() -> None:
 
 
 def test_env_headers_read_values_and_name_a_missing_variable() -> None:
-    assert env_headers({"Authorization": "TOKEN"}, {"TOKEN": "Bearer s3"}) == {
-        "Authorization": "Bearer s3"
-    }
-    with pytest.raises(ToolError, match=r"environment variable MISSING_TOKEN .*X-Api-Key"):
-        env_headers({"X-Api-Key": "MISSING_TOKEN"}, {})
+    assert env_headers({"Authorization": "TOOL_SECRET_TOKEN"},
+                       {"TOOL_SECRET_TOKEN": "Bearer s3"}) == {"Authorization": "Bearer s3"}
+    with pytest.raises(ToolError,
+                       match=r"environment variable TOOL_SECRET_MISSING .*X-Api-Key"):
+        env_headers({"X-Api-Key": "TOOL_SECRET_MISSING"}, {})
     with pytest.raises(ToolError, match="EMPTY"):
-        env_headers({"X-Api-Key": "EMPTY"}, {"EMPTY": ""})
+        env_headers({"X-Api-Key": "EMPTY"}, {"EMPTY": ""}, frozenset({"EMPTY"}))
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
@@ -149,14 +149,16 @@ async def test_get_sends_arguments_as_query_params_merged_with_the_url(
 async def test_headers_come_from_the_named_environment_variables(echo_server, http_client) -> None:
     tool = _tool(echo_server.url("/echo"), headers_from_env={"X-Api-Key": "BOOKING_KEY"})
     reply = json.loads(
-        await call_webhook(tool, {}, client=http_client, env={"BOOKING_KEY": "k-123"})
+        await call_webhook(tool, {}, client=http_client, env={"BOOKING_KEY": "k-123"},
+                           allowed_env=frozenset({"BOOKING_KEY"}))
     )
     assert reply["headers"]["x-api-key"] == "k-123"
 
 
 async def test_missing_header_variable_fails_before_any_request(echo_server, http_client) -> None:
-    tool = _tool(echo_server.url("/echo"), headers_from_env={"X-Api-Key": "BOOKING_KEY"})
-    with pytest.raises(ToolError, match="BOOKING_KEY"):
+    tool = _tool(echo_server.url("/echo"),
+                 headers_from_env={"X-Api-Key": "TOOL_SECRET_BOOKING_KEY"})
+    with pytest.raises(ToolError, match="TOOL_SECRET_BOOKING_KEY"):
         await call_webhook(tool, {}, client=http_client, env={})
     assert echo_server.requests == []
 
@@ -258,3 +260,19 @@ async def test_connection_refused_is_an_error_naming_the_host(http_client) -> No
     tool = _tool(f"http://127.0.0.1:{port}/x")
     with pytest.raises(ToolError, match=r"could not connect to 127\.0\.0\.1"):
         await call_webhook(tool, {}, client=http_client, env={})
+
+
+def test_env_headers_refuse_a_platform_setting_even_when_allow_listed() -> None:
+    with pytest.raises(ToolError, match="TWILIO_AUTH_TOKEN is one of the platform's own"):
+        env_headers({"X-Leak": "TWILIO_AUTH_TOKEN"}, {"TWILIO_AUTH_TOKEN": "secret"},
+                    frozenset({"TWILIO_AUTH_TOKEN"}))
+    with pytest.raises(ToolError, match="not an allowed variable"):
+        env_headers({"X-Leak": "HOME"}, {"HOME": "/root"})
+
+
+async def test_a_webhook_never_sends_a_platform_secret(echo_server, http_client) -> None:
+    tool = _tool(echo_server.url("/echo"), headers_from_env={"X-Leak": "SESSION_SECRET"})
+    with pytest.raises(ToolError, match="SESSION_SECRET"):
+        await call_webhook(tool, {}, client=http_client, env={"SESSION_SECRET": "s3cret"},
+                           allowed_env=frozenset({"SESSION_SECRET"}))
+    assert echo_server.requests == []
