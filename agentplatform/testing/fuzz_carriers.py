@@ -23,6 +23,7 @@ import base64
 import string
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -93,7 +94,8 @@ _not_a_number = st.one_of(
     st.sampled_from(["", "x", "-1", "1.5", "1e3", " ", "0x10", "9" * 40]),
     st.sampled_from([None, True, False, 1.5, -1, 2**60, [], {}]), st.lists(st.integers(), max_size=2),
 )
-_not_a_string = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+_not_a_string = st.one_of(st.none(), st.booleans(), st.integers(),
+                          st.floats(allow_nan=False, allow_infinity=False),
                           st.lists(st.text(max_size=3), max_size=2),
                           st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2))
 _bad_b64 = st.one_of(
@@ -187,6 +189,9 @@ class _Builder:
                 _json.filter(lambda v: not isinstance(v, dict)).map(twilio.encode),
                 # a lone surrogate anywhere: text that has no UTF-8 form
                 st.integers(0, len(whole)).map(lambda n: whole[:n] + "\ud800" + whole[n:]),
+                # numbers JSON does not have (Python's json module writes them)
+                st.sampled_from(["NaN", "Infinity", "-Infinity"]).map(
+                    lambda n: whole.replace('"sequenceNumber":"', f'"x":{n},"sequenceNumber":"', 1)),
             ))
             return frame, kind
         if kind == "binary":
@@ -617,7 +622,7 @@ def main(argv: list[str]) -> int:
             except BaseException as exc:  # noqa: BLE001 - counted and shown, then we go on
                 found = len(exc.exceptions) if isinstance(exc, BaseExceptionGroup) else 1
                 crashes += found
-                print(f"fuzz: failing case ({type(exc).__name__}): {exc}", file=sys.stderr)
+                traceback.print_exception(exc, file=sys.stderr)  # with the failing case
                 if isinstance(exc, KeyboardInterrupt):
                     break
     seconds = time.monotonic() - began

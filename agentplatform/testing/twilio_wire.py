@@ -39,7 +39,7 @@ DTMF_DIGITS = "0123456789*#"
 
 def encode(message: dict[str, Any]) -> str:
     """One text frame, compact, as Twilio sends it."""
-    return json.dumps(message, separators=(",", ":"))
+    return json.dumps(message, separators=(",", ":"), allow_nan=False)  # strict JSON only
 
 
 def b64(audio: bytes) -> str:
@@ -157,12 +157,16 @@ def _string(value: Any, where: str) -> str:
     return value
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json would take it; Twilio would not
+
+
 def read_server_frame(frame: str | bytes) -> ServerMessage:
     """Check one frame the server sent as strictly as Twilio does; ``ProtocolViolation`` if not."""
     if isinstance(frame, bytes):
         raise ProtocolViolation(31950, "binary frame")
     try:
-        message = json.loads(frame)
+        message = json.loads(frame, parse_constant=_not_json)
     except ValueError as exc:
         raise _invalid(f"not JSON: {exc}") from exc
     if not isinstance(message, dict):

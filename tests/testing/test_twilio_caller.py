@@ -129,6 +129,26 @@ async def test_clear_drops_queued_audio_and_returns_pending_marks_at_once() -> N
     heard = caller.heard_ulaw()
     assert long_answer[:played_at_clear] in heard
     assert long_answer[:played_at_clear + 160] not in heard
+    assert caller.protocol_errors == []  # media, mark and clear all as Twilio documents them
+
+
+async def test_a_server_frame_twilio_would_refuse_is_reported_as_a_protocol_error() -> None:
+    async def handle_call(call: TwilioCallAudio) -> None:
+        sid = call.info.stream_id
+        await call._ws.send_text('{"event": "clear", "streamSid": "%s", "extra": 1}' % sid)
+        await call._ws.send_text('{"event": "media", "streamSid": "%s", "media": {"payload": "AA=="}, '
+                                 '"sequenceNumber": "1"}' % sid)
+        await call._ws.send_bytes(b"\x00")
+        await call._ws.send_text('{"event": "mark", "streamSid": "MZ-not-this-one", "mark": {"name": "m"}}')
+        async for event in call.events():
+            if isinstance(event, StreamStopped):
+                return
+
+    async with serve(app_for(handle_call)) as base_url:
+        async with TwilioCaller(base_url, to=NUMBER, speed=2.0) as caller:
+            await until(lambda: len(caller.protocol_errors) == 4)
+
+    assert [e.split()[0] for e in caller.protocol_errors] == ["31951", "31951", "31950", "31951"]
 
 
 async def test_caller_speech_arrives_as_paced_twilio_frames_and_can_be_echoed() -> None:
