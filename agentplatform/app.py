@@ -63,8 +63,10 @@ class Platform:
         with bind_call(carrier_call_id=call_sid, agent=agent):
             return await self.admission.at_webhook(call_sid, loaded.spec, from_number, to_number)
 
-    def lookup_agent(self, number: str) -> str | None:
-        self.store.refresh()  # stat-only: picks up edited agent files per call
+    async def lookup_agent(self, number: str) -> str | None:
+        # Picks up edited agent files per call: a stat in a thread, and any changed
+        # file parsed in the agent-file worker process, never on the event loop.
+        await self.store.refresh_async()
         agent = self.store.for_number(number)
         return agent.name if agent else None
 

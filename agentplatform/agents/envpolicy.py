@@ -16,10 +16,12 @@ agent file must not be able to pick a server secret that way. So the operator de
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from functools import lru_cache
 
 from agentplatform.config import Settings
+from agentplatform.errors import CredentialsError
 
 ALLOWED_PREFIX = "TOOL_SECRET_"
 NEVER_PREFIXES = ("AWS_", "TWILIO_")
@@ -55,3 +57,16 @@ def refusal(variable: str, allowed: Iterable[str]) -> str | None:
         return None
     return (f"{variable} is not an allowed variable: name one starting with "
             f"{ALLOWED_PREFIX}, or have the operator add it to TOOL_ENV_ALLOWLIST")
+
+
+def read_allowed(variable: str, settings: Settings, *, field: str) -> str:
+    """The value of ``variable`` named by an agent file at ``field``, read at call time.
+
+    Validation already refuses a name the operator did not allow; this refuses again
+    where the value is used, so a file that skipped validation (written straight to
+    disk, or checked under other settings) still cannot reach a server secret.
+    """
+    why = refusal(variable, allowlist(settings))
+    if why is not None:
+        raise CredentialsError(f"{field}: {why}")
+    return os.environ.get(variable, "")

@@ -25,6 +25,7 @@ from enum import StrEnum
 
 import httpx
 
+from agentplatform.agents import envpolicy
 from agentplatform.agents.placeholders import CallContext, render
 from agentplatform.agents.spec import AgentSpec
 from agentplatform.audio.codecs import pcm16_to_ulaw, ulaw_to_pcm16
@@ -115,7 +116,8 @@ class CallSession:
         self.model: ModelSession | None = None
         self.model_id = agent.model
         self.playback = PlaybackTracker()
-        self.tools = ToolRunner(agent, http_client=deps.http)
+        self.tools = ToolRunner(agent, http_client=deps.http,
+                                allowed_env=envpolicy.allowlist(deps.settings))
         self.end_reason: EndReason | None = None
         self.end_detail = ""
         self._ended = asyncio.Event()

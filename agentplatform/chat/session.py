@@ -19,6 +19,7 @@ from typing import Protocol
 
 import httpx
 
+from agentplatform.agents import envpolicy
 from agentplatform.agents.placeholders import CallContext, render
 from agentplatform.agents.spec import AgentSpec
 from agentplatform.catalog import Catalog
@@ -196,7 +197,8 @@ async def open_chat(agent: AgentSpec, *, catalog: Catalog, settings: Settings,
         engine = open_text_session(agent, instructions=instructions, tools=specs,
                                    catalog=catalog, settings=settings, http=http)
         note = ""
-    chat = ChatSession(agent, engine, ToolRunner(agent, http_client=http), slow_note=note)
+    chat = ChatSession(agent, engine, ToolRunner(agent, http_client=http,
+                                       allowed_env=envpolicy.allowlist(settings)), slow_note=note)
     try:
         await chat.start(context)
     except BaseException:

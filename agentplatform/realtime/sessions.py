@@ -7,11 +7,11 @@ protocol, and ``ADAPTERS`` maps a protocol to the class that speaks it.
 from __future__ import annotations
 
 import importlib
-import os
 import ssl
 from functools import lru_cache
 from typing import Any
 
+from agentplatform.agents import envpolicy
 from agentplatform.agents.spec import AgentSpec
 from agentplatform.catalog import Model
 from agentplatform.config import Settings
@@ -40,7 +40,8 @@ def adapter_class(protocol: str) -> type[ModelSession]:
 def resolve_api_key(agent: AgentSpec, model: Model, settings: Settings) -> str:
     """The agent's own key when it names one, else the platform key for the provider."""
     if agent.credentials.api_key_env:
-        key = os.environ.get(agent.credentials.api_key_env, "")
+        key = envpolicy.read_allowed(agent.credentials.api_key_env, settings,
+                                     field="credentials.api_key_env")
         if not key:
             raise CredentialsError(
                 f"agent {agent.name!r} names ${agent.credentials.api_key_env} for its "
@@ -59,7 +60,8 @@ def resolve_api_key(agent: AgentSpec, model: Model, settings: Settings) -> str:
 def resolve_url(agent: AgentSpec, model: Model, settings: Settings) -> str:
     override = getattr(settings, model.provider.url_setting, "") if model.provider.url_setting else ""
     if agent.credentials.endpoint_env:
-        override = os.environ.get(agent.credentials.endpoint_env, "") or override
+        override = envpolicy.read_allowed(agent.credentials.endpoint_env, settings,
+                                          field="credentials.endpoint_env") or override
     return override or model.provider.url
 
 
@@ -82,7 +84,9 @@ def build_setup(
     if settings.provider_ca_file:
         extra["ssl"] = _provider_tls(settings.provider_ca_file)
     if agent.credentials.endpoint_env and "endpoint" in extra:
-        extra["endpoint"] = os.environ.get(agent.credentials.endpoint_env, "") or extra["endpoint"]
+        extra["endpoint"] = envpolicy.read_allowed(
+            agent.credentials.endpoint_env, settings, field="credentials.endpoint_env",
+        ) or extra["endpoint"]
     return SessionSetup(
         model=model.wire_name,
         instructions=instructions,

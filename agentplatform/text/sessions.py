@@ -9,10 +9,10 @@
 
 from __future__ import annotations
 
-import os
 
 import httpx
 
+from agentplatform.agents import envpolicy
 from agentplatform.agents.spec import AgentSpec
 from agentplatform.catalog import Catalog
 from agentplatform.config import Settings
@@ -49,7 +49,8 @@ def open_text_session(
     if endpoint is not None:
         api_key = ""
         if endpoint.api_key_env:
-            api_key = os.environ.get(endpoint.api_key_env, "")
+            api_key = envpolicy.read_allowed(endpoint.api_key_env, settings,
+                                             field="cascade.llm.api_key_env")
             if not api_key:
                 raise CredentialsError(
                     f"agent {agent.name!r} names ${endpoint.api_key_env} for its chat "

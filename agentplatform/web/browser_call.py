@@ -81,7 +81,7 @@ def _tokens(request_or_ws: Request | WebSocket) -> StreamTokens:
 @pages.get("/agents/{name}/call", response_class=HTMLResponse)
 async def call_page(request: Request, name: str) -> HTMLResponse:
     store = request.app.state.platform.store
-    store.refresh()
+    await store.refresh_async()
     agent = store.get(name)
     if agent is None:
         raise HTTPException(status_code=404, detail=f"no agent named {name!r} is loaded")
@@ -94,7 +94,7 @@ async def call_page(request: Request, name: str) -> HTMLResponse:
 async def start_call(request: Request, name: str) -> dict[str, Any]:
     """Mint a call id and its token; the page opens the media stream with them."""
     platform = request.app.state.platform
-    platform.store.refresh()
+    await platform.store.refresh_async()
     if platform.store.get(name) is None:
         raise HTTPException(status_code=404, detail=f"no agent named {name!r} is loaded")
     call_sid = CALL_PREFIX + secrets.token_hex(16)

@@ -27,17 +27,38 @@ def test_platform_key_and_url_override_come_from_settings():
 
 
 def test_agent_brings_its_own_key(monkeypatch):
-    monkeypatch.setenv("TEAM_KEY", "sk-team")
-    agent = AgentSpec(name="a", credentials={"api_key_env": "TEAM_KEY"})
+    monkeypatch.setenv("TOOL_SECRET_TEAM_KEY", "sk-team")
+    agent = AgentSpec(name="a", credentials={"api_key_env": "TOOL_SECRET_TEAM_KEY"})
     assert _setup(agent, _settings(openai_api_key="sk-platform")).api_key == "sk-team"
 
 
 def test_missing_key_is_a_clear_error_naming_the_variable(monkeypatch):
-    monkeypatch.delenv("TEAM_KEY", raising=False)
+    monkeypatch.delenv("TOOL_SECRET_TEAM_KEY", raising=False)
     with pytest.raises(CredentialsError, match="OPENAI_API_KEY"):
         _setup(AgentSpec(name="a"), _settings(openai_api_key=""))
-    agent = AgentSpec(name="a", credentials={"api_key_env": "TEAM_KEY"})
-    with pytest.raises(CredentialsError, match="TEAM_KEY"):
+    agent = AgentSpec(name="a", credentials={"api_key_env": "TOOL_SECRET_TEAM_KEY"})
+    with pytest.raises(CredentialsError, match="TOOL_SECRET_TEAM_KEY"):
+        _setup(agent, _settings(openai_api_key="sk-platform"))
+
+
+def test_an_agent_file_cannot_read_a_platform_secret_as_its_key_or_endpoint(monkeypatch):
+    """Validation refuses these names; the session refuses them again where the value
+    is read, for a file that never went through validation."""
+    monkeypatch.setenv("SESSION_SECRET", "do-not-leak")
+    for credentials, field in (({"api_key_env": "SESSION_SECRET"}, "credentials.api_key_env"),
+                               ({"endpoint_env": "SESSION_SECRET"}, "credentials.endpoint_env")):
+        agent = AgentSpec(name="a", credentials=credentials)
+        settings = _settings(openai_api_key="sk-platform", tool_env_allowlist="SESSION_SECRET")
+        with pytest.raises(CredentialsError, match=field) as refused:
+            _setup(agent, settings)
+        assert "do-not-leak" not in str(refused.value)
+
+
+def test_an_allow_listed_variable_may_carry_the_agents_key(monkeypatch):
+    monkeypatch.setenv("TEAM_OPENAI_KEY", "sk-team")
+    agent = AgentSpec(name="a", credentials={"api_key_env": "TEAM_OPENAI_KEY"})
+    assert _setup(agent, _settings(tool_env_allowlist="TEAM_OPENAI_KEY")).api_key == "sk-team"
+    with pytest.raises(CredentialsError, match="TOOL_ENV_ALLOWLIST"):
         _setup(agent, _settings(openai_api_key="sk-platform"))
 
 

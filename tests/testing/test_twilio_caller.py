@@ -34,11 +34,15 @@ def chunks(ulaw: bytes, size: int = 160) -> list[bytes]:
     return [ulaw[i:i + size] for i in range(0, len(ulaw), size)]
 
 
+async def agent_for(number: str) -> str | None:
+    return "tester" if number == NUMBER else None
+
+
 def app_for(handle_call: Callable[[TwilioCallAudio], Awaitable[None]], **settings: str) -> FastAPI:
     app = FastAPI()
     settings.setdefault("twilio_auth_token", SIMULATED_AUTH_TOKEN)  # the caller signs with it
     app.include_router(build_router(
-        settings=Settings(_env_file=None, **settings), lookup_agent={NUMBER: "tester"}.get,
+        settings=Settings(_env_file=None, **settings), lookup_agent=agent_for,
         handle_call=handle_call, on_call_status=lambda sid, status: None,
     ))
     return app

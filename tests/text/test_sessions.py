@@ -33,10 +33,18 @@ def test_a_cascade_llm_endpoint_wins_over_the_model() -> None:
 
 
 def test_a_missing_endpoint_key_variable_is_a_clear_error(monkeypatch) -> None:
-    monkeypatch.delenv("DESK_LLM_KEY", raising=False)
+    monkeypatch.delenv("TOOL_SECRET_DESK_LLM_KEY", raising=False)
     agent = _agent(cascade={"llm": {"url": "https://llm.example/v1", "model": "m",
-                                    "api_key_env": "DESK_LLM_KEY"}})
-    with pytest.raises(CredentialsError, match="DESK_LLM_KEY"):
+                                    "api_key_env": "TOOL_SECRET_DESK_LLM_KEY"}})
+    with pytest.raises(CredentialsError, match="TOOL_SECRET_DESK_LLM_KEY"):
+        _open(agent)
+
+
+def test_a_chat_endpoint_key_may_not_be_a_platform_secret(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-platform")
+    agent = _agent(cascade={"llm": {"url": "https://llm.example/v1", "model": "m",
+                                    "api_key_env": "OPENAI_API_KEY"}})
+    with pytest.raises(CredentialsError, match="cascade.llm.api_key_env"):
         _open(agent)
 
 

@@ -71,7 +71,7 @@ def say_and_hang_up_twiml(message: str) -> str:
 def build_router(
     *,
     settings: Settings,
-    lookup_agent: Callable[[str], str | None],
+    lookup_agent: Callable[[str], Awaitable[str | None]],
     handle_call: Callable[[TwilioCallAudio], Awaitable[None]],
     on_call_status: Callable[[str, str], None],
     tokens: StreamTokens | None = None,
@@ -127,7 +127,7 @@ def build_router(
         if form is None:
             return Response(status_code=403)
         call_sid, to = str(form.get("CallSid", "")), str(form.get("To", ""))
-        agent = lookup_agent(to)
+        agent = await lookup_agent(to)
         if not agent or not call_sid:
             log.info("call %s to %s: no agent answers this number", call_sid, to)
             return Response(unknown_number_twiml(), media_type=XML)

@@ -25,6 +25,10 @@ from agentplatform.testing import twilio_wire as twilio
 AUTH = "twilio-auth-token"
 CALL = "CA" + "c" * 32
 NUMBERS = {"+15550100": "front-desk"}
+
+
+async def agent_for(number: str) -> str | None:
+    return NUMBERS.get(number)
 FORM = {"CallSid": CALL, "AccountSid": "AC1", "From": "+15551234", "To": "+15550100", "CallStatus": "ringing"}
 
 
@@ -41,7 +45,7 @@ class App:
         self.handled = asyncio.Event()
         self.app = FastAPI()
         self.app.include_router(build_router(
-            settings=self.settings, lookup_agent=NUMBERS.get, handle_call=self.handle_call,
+            settings=self.settings, lookup_agent=agent_for, handle_call=self.handle_call,
             on_call_status=lambda sid, status: self.statuses.append((sid, status)), tokens=self.tokens,
         ))
 
