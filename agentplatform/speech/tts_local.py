@@ -66,9 +66,17 @@ def preload() -> None:
         pass
 
 
-def synthesize_sentences(text: str) -> Iterator[bytes]:
-    """PCM16 of ``text`` at ``voice_rate()``, one sentence at a time (blocking)."""
-    for chunk in _voice().synthesize(text):
+def synthesize_sentences(text: str, *, steady: bool = False) -> Iterator[bytes]:
+    """PCM16 of ``text`` at ``voice_rate()``, one sentence at a time (blocking).
+
+    The voice samples noise for a natural delivery, so the same text sounds a little
+    different each time. ``steady`` turns the noise off: the same text gives the same
+    samples, which tests need (a detector's verdict on a 64 ms slice must not vary).
+    """
+    from piper import SynthesisConfig
+
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if steady else None
+    for chunk in _voice().synthesize(text, syn_config=config):
         yield chunk.audio_int16_bytes
 
 

@@ -18,7 +18,7 @@ from agentplatform.speech.tts_local import synthesize_sentences, voice_rate
 @lru_cache(maxsize=64)
 def spoken(text: str, rate: int = 8000) -> bytes:
     """PCM16 mono at ``rate`` of the local voice saying ``text``."""
-    pcm = b"".join(synthesize_sentences(text))
+    pcm = b"".join(synthesize_sentences(text, steady=True))  # same text, same audio
     return resample_whole(pcm, voice_rate(), rate)  # soxr HQ: no stream waits on it here
 
 
