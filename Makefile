@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench validate clean browser fuzz
+.PHONY: install run test bench validate clean browser sip-peers fuzz
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 CHROMIUM ?= /usr/bin/chromium
 
@@ -22,7 +22,7 @@ run: install
 
 # PostgreSQL and Redis are started by the tests if stopped (tests/services.py); under
 # make test their tests fail rather than skip when they cannot run. -rs prints skip reasons.
-test: install browser
+test: install browser sip-peers
 	AGENTPLATFORM_CHROMIUM=$(CHROMIUM) AGENTPLATFORM_REQUIRE_BROWSER=1 \
 	AGENTPLATFORM_REQUIRE_SERVICES=1 $(PY) -m pytest -q -rs
 
@@ -32,6 +32,13 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
 	  else echo "the browser tests need Chromium: apt-get install chromium" >&2; exit 1; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+# The SIP carrier's real peers, sipp (Debian's sip-tester) and baresip; installed once, like Chromium.
+sip-peers:
+	@command -v sipp >/dev/null && command -v baresip >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "the SIP tests need sipp and baresip: apt-get install sip-tester baresip" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq sip-tester baresip; }
 
 # At least 100,000 Twilio Media Streams frames, in whole fuzzed calls, through the parser,
 # the stream and the bridge; prints the count, the crashes and the bad frames by kind.
