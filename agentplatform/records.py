@@ -20,6 +20,9 @@ class EndReason(StrEnum):
     LIMIT_REACHED = "limit_reached"
     PROVIDER_ERROR = "provider_error"
     CARRIER_ERROR = "carrier_error"
+    # No media from the caller for the carrier's timeout (SIP: SIP_RTP_TIMEOUT_SECONDS);
+    # the carrier hung up a line that had gone dead.
+    MEDIA_TIMEOUT = "media_timeout"
     SERVER_SHUTDOWN = "server_shutdown"
     # The process serving the call died (its liveness lease ran out); closed by
     # another process with what was recorded until then.
