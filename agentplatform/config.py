@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     # platform's own settings (and AWS_*, TWILIO_*) are refused even when listed.
     tool_env_allowlist: str = ""
 
+    # SIP trunk (carriers/sip/). SIP_LISTEN=HOST:PORT (UDP) turns it on; unset = off.
+    # SIP_ALLOWED_PEERS: comma-separated CIDRs that may send INVITE (trunks authenticate
+    # by source address); empty refuses every INVITE with 403.
+    sip_listen: str = ""
+    sip_rtp_ports: str = "20000-20999"  # LO-HI, UDP, RTP on even ports and RTCP on the next
+    sip_public_address: str = ""  # for SDP c= and Contact; default: the listen host
+    sip_allowed_peers: str = ""
+    sip_rtp_timeout_seconds: float = 30.0
+
     # Server.
     host: str = "127.0.0.1"
     port: int = 8000
