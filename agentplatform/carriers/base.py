@@ -16,8 +16,11 @@ from types import MappingProxyType
 class CallInfo:
     """Who called whom, as the carrier told us at stream start."""
 
-    call_id: str  # the carrier's call id (Twilio CallSid)
+    call_id: str  # the carrier's call id (Twilio CallSid, SIP Call-ID)
     stream_id: str
+    # The registry name of the carrier that took the call ("twilio", "browser", "sip");
+    # recorded with every call and labels its malformed-message counts.
+    carrier: str
     from_number: str = ""
     to_number: str = ""
     agent: str = ""

@@ -53,6 +53,8 @@ class _SocketEnded(Exception):
 class TwilioCallAudio(CallAudio):
     """A Twilio Media Stream over a Starlette WebSocket."""
 
+    carrier = "twilio"  # CallInfo.carrier: a subclass speaking the same protocol names itself
+
     def __init__(
         self, websocket: WebSocket, *, tokens: StreamTokens,
         control: TwilioCallControl | None = None, start_timeout: float = 10.0,
@@ -62,7 +64,7 @@ class TwilioCallAudio(CallAudio):
         self._control = control
         self._start_timeout = start_timeout
         self.state = StreamState.NEW
-        self.info = CallInfo(call_id="", stream_id="")
+        self.info = CallInfo(call_id="", stream_id="", carrier=self.carrier)
         self.account_sid = ""
         self.malformed_counts: Counter[MalformedKind] = Counter()
         self._last_seq = 0  # the newest sequenceNumber accepted
@@ -119,7 +121,7 @@ class TwilioCallAudio(CallAudio):
                         start.call_sid, params.get("agent"), agent)
         self.account_sid = start.account_sid
         self.info = CallInfo(
-            call_id=start.call_sid, stream_id=start.stream_sid,
+            call_id=start.call_sid, stream_id=start.stream_sid, carrier=self.carrier,
             from_number=params.get("from", ""), to_number=params.get("to", ""),
             agent=agent, parameters=params,
         )
