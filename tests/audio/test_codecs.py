@@ -29,3 +29,22 @@ def test_encoding_is_monotonic_in_level():
 def test_odd_length_pcm_is_rejected():
     with pytest.raises(ValueError, match="even number of bytes"):
         pcm16_to_ulaw(b"\x01\x02\x03")
+
+
+def test_alaw_and_ulaw_convert_through_tables_close_to_the_linear_value():
+    from agentplatform.audio.codecs import alaw_to_pcm16, alaw_to_ulaw, ulaw_to_alaw
+
+    codes = bytes(range(256))
+    direct = np.frombuffer(alaw_to_pcm16(codes), dtype="<i2").astype(np.int64)
+    via_ulaw = np.frombuffer(ulaw_to_pcm16(alaw_to_ulaw(codes)), dtype="<i2").astype(np.int64)
+    # Both laws keep the error relative to the level; one conversion adds at most a step.
+    assert np.all(np.abs(direct - via_ulaw) <= np.abs(direct) / 16 + 16)
+    assert ulaw_to_alaw(b"\xff") == b"\xd5"  # silence stays silence
+    assert len(alaw_to_ulaw(codes)) == 256
+
+
+def test_alaw_encoding_round_trips_every_code():
+    from agentplatform.audio.codecs import alaw_to_pcm16, pcm16_to_alaw
+
+    codes = bytes(range(256))
+    assert pcm16_to_alaw(alaw_to_pcm16(codes)) == codes
