@@ -109,11 +109,12 @@ class _Timed:
 
 
 class InviteServerTransaction(_Timed):
-    """§17.2.1 with RFC 6026's Accepted state. Sends 100 Trying when created."""
+    """§17.2.1 with RFC 6026's Accepted state. Sends 100 Trying when created (§17.2.1:
+    at once, so the caller stops resending while we look the number up)."""
 
     def __init__(self, invite: SipRequest, send: Send, timers: Timers, *,
                  on_terminated: Callable[[], None] | None = None,
-                 on_no_ack: Callable[[], None] | None = None) -> None:
+                 on_no_ack: Callable[[], None] | None = None, send_trying: bool = True) -> None:
         super().__init__(timers, on_terminated)
         self.request = invite
         self._send = send
@@ -121,7 +122,8 @@ class InviteServerTransaction(_Timed):
         self.last_response: SipResponse | None = None
         self._last_bytes = b""
         self.state = TxState.PROCEEDING
-        self.respond(response_to(invite, 100, "Trying"))
+        if send_trying:  # not for a refusal known at once (a peer not allowed): less to amplify
+            self.respond(response_to(invite, 100, "Trying"))
 
     @property
     def final_sent(self) -> bool:
