@@ -11,8 +11,10 @@ import uuid
 
 import pytest
 
-from agentplatform.carriers.base import CallAudio, InboundAudio, StreamStopped
+from agentplatform.carriers.base import CallAudio, InboundAudio, MarkPlayed, StreamStopped
 from agentplatform.carriers.sip.server import SipConfig, parse_peers, serve
+
+from .test_transactions import FakeTimers
 
 LOOP = "127.0.0.1"
 OFFER = (
@@ -99,7 +101,8 @@ class FakeMedia:
             yield await self._q.get()
 
     def play(self, ulaw): self.played.append(ulaw)
-    def mark(self, name): ...
+    def mark(self, name):  # nothing queued: played at once
+        self._q.put_nowait(MarkPlayed(name))
     def clear(self): ...
     def set_hold(self, sending): ...
     def set_remote(self, addr): ...
@@ -140,7 +143,12 @@ class FakeHost:
 
 
 @pytest.fixture
-async def rig():
+def timers():
+    return None  # the event loop's own clock
+
+
+@pytest.fixture
+async def rig(timers):
     host = FakeHost({"+15550002": "receptionist"})
     media: list[FakeMedia] = []
 
@@ -150,7 +158,7 @@ async def rig():
         return media[-1]
 
     config = SipConfig((LOOP, 0), LOOP, tuple(parse_peers("127.0.0.0/8")), range(41000, 41100), 30)
-    transport, server = await serve(config, host, open_media=open_media)
+    transport, server = await serve(config, host, open_media=open_media, timers=timers)
     loop = asyncio.get_running_loop()
     _, uac = await loop.create_datagram_endpoint(Uac, local_addr=(LOOP, 0))
     yield server, host, uac, media, (LOOP, server.via[1])
@@ -310,3 +318,134 @@ async def test_malformed_datagram_is_counted_and_another_call_goes_on(rig):
     assert "steady" in server.calls  # the call was not touched
     uac.send(request(uac, "BYE", call_id="steady", cseq=2, to_tag=to_tag), addr)
     assert (await uac.until(200)).h("CSeq") == "2 BYE"
+
+
+async def live_call(rig, call_id: str) -> tuple[Reply, str, CallAudio]:
+    server, host, uac, media, addr = rig
+    ok = await invite_and_answer(uac, addr, call_id)
+    to_tag = ok.h("To").split("tag=")[1]
+    uac.send(ack(uac, call_id, to_tag), addr)
+    for _ in range(200):
+        if host.handled:
+            break
+        await asyncio.sleep(0.01)
+    return ok, to_tag, host.handled[-1]
+
+
+def answer(uac: Uac, req: Reply, status: int, reason: str = "OK") -> str:
+    """The UAC's response to a request the server sent it."""
+    lines = [f"SIP/2.0 {status} {reason}"]
+    for name in ("via", "from", "to", "call-id", "cseq"):
+        for value in req.headers.get(name, []):
+            lines.append(f"{name.title()}: {value}")
+    lines.append("Content-Length: 0")
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+async def test_hang_up_sends_our_bye_in_the_dialog(rig):
+    server, host, uac, media, addr = rig
+    _, to_tag, audio = await live_call(rig, "hang-1")
+    await asyncio.wait_for(audio.hang_up(), 5)
+    bye = await uac.next()
+    assert bye.method == "BYE" and f"tag={to_tag}" in bye.h("From")
+    assert bye.h("Call-ID") == "hang-1" and "tag=uac1" in bye.h("To")
+    uac.send(answer(uac, bye, 200), addr)
+    assert "hang-1" not in server.calls
+
+
+async def test_transfer_refers_then_byes_when_notify_says_200(rig):
+    server, host, uac, media, addr = rig
+    _, to_tag, audio = await live_call(rig, "xfer-1")
+    task = asyncio.ensure_future(audio.transfer("+15557770000"))
+    refer = await uac.next()
+    assert refer.method == "REFER"
+    assert refer.h("Refer-To") == f"<sip:+15557770000@{LOOP}:{uac.port}>"
+    assert refer.h("Referred-By")
+    uac.send(answer(uac, refer, 202, "Accepted"), addr)
+    notify = request(uac, "NOTIFY", call_id="xfer-1", cseq=2, to_tag=to_tag).replace(
+        "Content-Length: 0", "Event: refer\r\nSubscription-State: terminated\r\n"
+        "Content-Type: message/sipfrag\r\nContent-Length: 16") + "SIP/2.0 200 OK\r\n"
+    uac.send(notify, addr)
+    assert (await uac.until(200)).h("CSeq") == "2 NOTIFY"
+    await asyncio.wait_for(task, 5)
+    bye = await uac.next()
+    assert bye.method == "BYE"
+
+
+async def test_failed_transfer_raises_and_keeps_the_caller(rig):
+    from agentplatform.carriers.sip.call import TransferFailed
+    server, host, uac, media, addr = rig
+    _, to_tag, audio = await live_call(rig, "xfer-2")
+    task = asyncio.ensure_future(audio.transfer("+15557770000"))
+    refer = await uac.next()
+    uac.send(answer(uac, refer, 202, "Accepted"), addr)
+    notify = request(uac, "NOTIFY", call_id="xfer-2", cseq=2, to_tag=to_tag).replace(
+        "Content-Length: 0", "Event: refer\r\nContent-Type: message/sipfrag\r\n"
+        "Content-Length: 22") + "SIP/2.0 486 Busy Here\r\n"
+    uac.send(notify, addr)
+    with pytest.raises(TransferFailed, match="486"):
+        await asyncio.wait_for(task, 5)
+    assert "xfer-2" in server.calls  # no BYE: the caller is still with us
+    await asyncio.sleep(0.05)
+    assert all(r.method != "BYE" for r in [uac.inbox.get_nowait() for _ in range(uac.inbox.qsize())])
+
+
+async def test_media_timeout_sends_bye_and_says_media_timeout(rig):
+    server, host, uac, media, addr = rig
+    _, _, audio = await live_call(rig, "quiet")
+    media[-1].timed_out.set()
+    bye = await uac.next()
+    assert bye.method == "BYE"
+    await asyncio.wait_for(host.ended.wait(), 5)
+    assert isinstance(host.events["quiet"][-1], StreamStopped)
+    assert audio.end_reason == "media_timeout"
+
+
+async def test_hold_reinvite_is_answered_recvonly(rig):
+    server, host, uac, media, addr = rig
+    _, to_tag, _ = await live_call(rig, "hold")
+    held = OFFER.replace("a=sendrecv", "a=sendonly").replace("o=- 1 1", "o=- 1 2")
+    uac.send(request(uac, "INVITE", call_id="hold", cseq=2, to_tag=to_tag, body=held), addr)
+    ok = await uac.until(200)
+    assert ok.h("CSeq") == "2 INVITE" and "a=recvonly" in ok.body.decode()
+    assert " 2 IN IP4" in ok.body.decode()  # our SDP changed: a new version
+
+
+async def test_session_refresh_is_answered_with_the_same_sdp(rig):
+    server, host, uac, media, addr = rig
+    ok, to_tag, _ = await live_call(rig, "refresh")
+    uac.send(request(uac, "INVITE", call_id="refresh", cseq=2, to_tag=to_tag, body=OFFER), addr)
+    again = await uac.until(200)
+    assert again.body == ok.body
+
+
+@pytest.mark.parametrize("timers", [FakeTimers()])
+async def test_200_resent_until_ack_and_without_ack_bye_at_32_s(rig, timers):
+    server, host, uac, media, addr = rig
+    await invite_and_answer(uac, addr, "no-ack")
+    for _ in range(7):  # 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5
+        timers.advance(4)
+    resent = [await uac.next() for _ in range(7)]
+    assert {r.status for r in resent} == {200}
+    timers.advance(13)  # 32 s: no ACK came
+    while (reply := await uac.next()).status == 200:
+        pass
+    assert reply.method == "BYE"
+    assert host.handled == [] and host.finished == ["no-ack"]
+    assert "no-ack" not in server.calls
+
+
+@pytest.mark.parametrize("timers", [FakeTimers()])
+async def test_ack_stops_the_200_resends(rig, timers):
+    server, host, uac, media, addr = rig
+    ok = await invite_and_answer(uac, addr, "acked")
+    timers.advance(0.6)
+    assert (await uac.next()).status == 200
+    uac.send(ack(uac, "acked", ok.h("To").split("tag=")[1]), addr)
+    for _ in range(100):
+        if host.handled:
+            break
+        await asyncio.sleep(0.01)
+    timers.advance(40)
+    await asyncio.sleep(0.05)
+    assert uac.inbox.empty() and host.handled
