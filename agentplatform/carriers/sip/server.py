@@ -51,7 +51,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def parse_hostport(text: str, setting: str) -> tuple[str, int]:
     host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
         raise ValueError(f"{setting}={text!r}: expected HOST:PORT")
     return host.strip("[]"), int(port)
 

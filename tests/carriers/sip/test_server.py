@@ -449,3 +449,43 @@ async def test_ack_stops_the_200_resends(rig, timers):
     timers.advance(40)
     await asyncio.sleep(0.05)
     assert uac.inbox.empty() and host.handled
+
+
+def _context(**env):
+    from agentplatform.carriers.plugin import CarrierContext
+    from agentplatform.config import Settings
+    settings = Settings(**env)
+    return CarrierContext(carrier="sip", settings=settings, single_use=None,
+                          services=lambda: FakeHost({}))
+
+
+def test_sip_carrier_is_off_without_sip_listen():
+    from agentplatform.carriers.sip.plugin import SipCarrier
+    from agentplatform.config import Settings
+    assert not SipCarrier.enabled(Settings(sip_listen=""))
+    assert SipCarrier.enabled(Settings(sip_listen="127.0.0.1:5080"))
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"sip_listen": "nowhere"}, "SIP_LISTEN"),
+    ({"sip_listen": "127.0.0.1:5080", "sip_allowed_peers": "10.0.0.0/8, bogus"}, "SIP_ALLOWED_PEERS"),
+    ({"sip_listen": "127.0.0.1:5080", "sip_rtp_ports": "3000"}, "SIP_RTP_PORTS"),
+])
+def test_bad_sip_settings_stop_start_up_naming_the_setting(env, named):
+    from agentplatform.carriers.sip.plugin import SipCarrier
+    with pytest.raises(ValueError, match=named):
+        SipCarrier(_context(**env))
+
+
+async def test_sip_carrier_listens_between_start_and_stop():
+    from agentplatform.carriers.sip.plugin import SipCarrier
+    carrier = SipCarrier(_context(sip_listen=f"{LOOP}:0", sip_allowed_peers="127.0.0.1/32"))
+    await carrier.start()
+    loop = asyncio.get_running_loop()
+    _, uac = await loop.create_datagram_endpoint(Uac, local_addr=(LOOP, 0))
+    try:
+        uac.send(request(uac, "OPTIONS", call_id="plug"), (LOOP, carrier.server.via[1]))
+        assert (await uac.next()).status == 200
+    finally:
+        await carrier.stop()
+        uac.transport.close()
