@@ -353,3 +353,20 @@ async def test_a_blocked_loop_makes_the_pacer_resync_rather_than_burst(peer):
         assert sum(1 for a, b in zip(arrivals, arrivals[1:], strict=False) if b - a < 0.002) <= 4  # no burst
     finally:
         await session.close()
+
+
+async def test_a_new_sdp_address_redirects_the_media_and_opens_the_latch_again(peer):
+    moved = await open_peer()
+    session = await open_session(peer.address)
+    try:
+        peer.send(rtp(0, 1, 0, 0xCAFE, b"\x00" * 160), session.local_port)  # latched to peer, SSRC 0xCAFE
+        await peer.wait_for(2)
+        session.set_remote(moved.address)  # a re-INVITE moved the caller's media
+        await moved.wait_for(2)
+        moved.send(rtp(0, 500, 0, 0xF00D, b"\x00" * 160), session.local_port)  # its new stream
+        await next_events(session, 2, kinds=(InboundAudio,))
+        assert session.stats["malformed"] == {}
+        assert moved.received
+    finally:
+        await session.close()
+        moved.transport.close()
