@@ -489,3 +489,69 @@ async def test_sip_carrier_listens_between_start_and_stop():
     finally:
         await carrier.stop()
         uac.transport.close()
+
+
+class RtpPeer(asyncio.DatagramProtocol):
+    """The caller's RTP: hand-built 12-byte headers, PCMU."""
+
+    def __init__(self) -> None:
+        self.packets: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data, addr) -> None:
+        self.packets.put_nowait(data)
+
+    def send(self, seq: int, payload: bytes, to: tuple[str, int]) -> None:
+        header = bytes([0x80, 0x00]) + seq.to_bytes(2, "big") + (seq * 160).to_bytes(4, "big") \
+            + (0x1234).to_bytes(4, "big")
+        self.transport.sendto(header + payload, to)
+
+
+async def test_call_end_to_end_over_udp_with_real_rtp():
+    host = FakeHost({"+15550002": "receptionist"})
+    heard: list[bytes] = []
+
+    async def handle_call(audio: CallAudio) -> None:
+        host.handled.append(audio)
+        async for event in audio.events():
+            if isinstance(event, InboundAudio):
+                heard.append(event.audio)
+                if len(heard) == 3:
+                    await audio.send_audio(b"\x11" * 480)
+            if isinstance(event, StreamStopped):
+                break
+        host.ended.set()
+    host.handle_call = handle_call
+    config = SipConfig((LOOP, 0), LOOP, tuple(parse_peers("127.0.0.1/32")), range(47000, 47999), 30)
+    _, server = await serve(config, host)
+    loop = asyncio.get_running_loop()
+    _, uac = await loop.create_datagram_endpoint(Uac, local_addr=(LOOP, 0))
+    _, rtp = await loop.create_datagram_endpoint(RtpPeer, local_addr=(LOOP, 0))
+    addr = (LOOP, server.via[1])
+    try:
+        offer = OFFER.replace("m=audio 40000", f"m=audio {rtp.port}")
+        uac.send(request(uac, "INVITE", call_id="e2e", body=offer), addr)
+        ok = await uac.until(200)
+        our_port = int(next(line for line in ok.body.decode().splitlines()
+                            if line.startswith("m=audio")).split()[1])
+        to_tag = ok.h("To").split("tag=")[1]
+        uac.send(ack(uac, "e2e", to_tag), addr)
+        for seq in range(1, 11):
+            rtp.send(seq, b"\x22" * 160, (LOOP, our_port))
+            await asyncio.sleep(0.02)
+        ours = []
+        while len(ours) < 30 and not any(p[12:] == b"\x11" * 160 for p in ours):
+            ours.append(await asyncio.wait_for(rtp.packets.get(), 5))
+        assert heard and heard[0] == b"\x22" * 160
+        assert {p[1] & 0x7F for p in ours} == {0}  # PCMU, as answered
+        assert any(p[12:] == b"\x11" * 160 for p in ours)  # the agent's audio reached the caller
+        uac.send(request(uac, "BYE", call_id="e2e", cseq=2, to_tag=to_tag), addr)
+        assert (await uac.until(200)).h("CSeq") == "2 BYE"
+        await asyncio.wait_for(host.ended.wait(), 5)
+    finally:
+        await server.stop()
+        uac.transport.close()
+        rtp.transport.close()
