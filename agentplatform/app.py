@@ -15,7 +15,8 @@ from agentplatform.agents.store import AgentStore
 from agentplatform.bridge.call import CallDeps, CallSession
 from agentplatform.bridge.metrics import METRICS
 from agentplatform.carriers.base import CallAudio
-from agentplatform.carriers.twilio.routes import build_router as twilio_router
+from agentplatform.carriers.plugin import Carrier
+from agentplatform.carriers.registry import enabled_carriers
 from agentplatform.catalog import Catalog, load_catalog
 from agentplatform.config import Settings, get_settings
 from agentplatform.limits.admission import Admission
@@ -32,14 +33,13 @@ from agentplatform.storage.writer import CallWriter
 
 log = logging.getLogger(__name__)
 
-# Twilio call statuses after which no stream can still be live.
-FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 MISSING_AGENT_MESSAGE = "Sorry, this number is not in service right now. Goodbye."
 
 
 @dataclass
 class Platform:
-    """Everything the routes share; built once by the lifespan."""
+    """Everything the routes share; built once by the lifespan. To carriers it is
+    ``PlatformServices`` (``carriers/plugin.py``), reached through their context."""
 
     settings: Settings
     catalog: Catalog
@@ -54,14 +54,16 @@ class Platform:
     single_use: SingleUseStore | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def admit_call(self, call_sid: str, agent: str, from_number: str,
+    async def admit_call(self, carrier: str, call_sid: str, agent: str, from_number: str,
                          to_number: str) -> str | None:
-        """At the voice webhook: ``None`` to connect, else what the caller is told."""
+        """When a call arrives (webhook, INVITE): ``None`` to connect, else what the
+        caller is told."""
         loaded = self.store.get(agent)
         if self.admission is None or loaded is None:
             return None
         with bind_call(carrier_call_id=call_sid, agent=agent):
-            return await self.admission.at_webhook(call_sid, loaded.spec, from_number, to_number)
+            return await self.admission.at_arrival(carrier, call_sid, loaded.spec,
+                                                   from_number, to_number)
 
     async def lookup_agent(self, number: str) -> str | None:
         # Picks up edited agent files per call: a stat in a thread, and any changed
@@ -99,21 +101,22 @@ class Platform:
                 self._count_malformed(audio)
 
     def _count_malformed(self, audio: CallAudio) -> None:
-        counts = getattr(audio, "malformed_counts", None)
-        if self.observer is None or not counts:
-            return
-        carrier = type(audio).__module__.split(".")[-2] if "." in type(audio).__module__ else ""
-        for kind, n in counts.items():
+        for kind, n in audio.malformed_counts.items():
+            self.count_malformed(audio.info.carrier, str(kind), n)
+
+    def count_malformed(self, carrier: str, kind: str, n: int) -> None:
+        if self.observer is not None and n:
             self.observer.malformed_carrier_messages.labels(carrier, kind).inc(n)
 
-    def on_call_status(self, call_sid: str, status: str) -> None:
-        if status in FINAL_CALL_STATUSES:
-            self.writer.close_by_carrier_id(call_sid, EndReason.COMPLETED)
-            if self.admission is not None:
-                task = asyncio.get_running_loop().create_task(
-                    self.admission.call_finished_at_carrier(call_sid))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+    def call_finished(self, call_sid: str) -> None:
+        """The carrier says the call is over: close a record its stream left open,
+        free a slot reserved for a stream that never started."""
+        self.writer.close_by_carrier_id(call_sid, EndReason.COMPLETED)
+        if self.admission is not None:
+            task = asyncio.get_running_loop().create_task(
+                self.admission.call_finished_at_carrier(call_sid))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def drain_then_exit(self) -> None:
         """SIGTERM: new calls are refused (see ``limits/drain.py``); live calls get
@@ -175,13 +178,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for problem_file, issues in store.problems.items():
                 for issue in issues:
                     log.error("agent file not loaded: %s", issue)
+            started: list[Carrier] = []
             try:
+                started = await _start_carriers(carriers)
                 yield
             finally:
                 if warming is not None:
                     warming.cancel()
                 drain.hand_back()
                 await platform.shutdown_calls()
+                await _stop_carriers(started)  # after the calls: a hang-up can still go out
                 for task in (keeper, sweeper):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -202,21 +208,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from agentplatform.web.admin import router as admin_router
     from agentplatform.web.setup import install_admin
 
-    def platform() -> Platform:
-        return app.state.platform
-
-    app.include_router(twilio_router(
-        settings=settings,
-        lookup_agent=lambda number: platform().lookup_agent(number),
-        handle_call=lambda audio: platform().handle_call(audio),
-        on_call_status=lambda sid, status: platform().on_call_status(sid, status),
-        admit=lambda sid, agent, from_, to: platform().admit_call(sid, agent, from_, to),
-        single_use=single_use,
-    ))
+    # Carriers are plug-ins (carriers/registry.py): their routes, their public paths,
+    # their listeners; each reaches the platform through its CarrierContext.
+    carriers = enabled_carriers(settings, single_use, lambda: app.state.platform)
+    app.state.carriers = carriers
+    for carrier in carriers:
+        router = carrier.routes()
+        if router is not None:
+            app.include_router(router)
     app.include_router(api_router)
     app.include_router(admin_router)
-    install_admin(app, settings)
+    install_admin(app, settings,
+                  public_paths=tuple(p for c in carriers for p in c.public_paths),
+                  server_paths=tuple(p for c in carriers for p in c.server_paths))
     return app
+
+
+async def _start_carriers(carriers: list[Carrier]) -> list[Carrier]:
+    """Start every carrier's listeners; if one cannot start, stop those that did and
+    fail the start-up (a server silently missing a carrier would lose its calls)."""
+    started: list[Carrier] = []
+    for carrier in carriers:
+        try:
+            await carrier.start()
+        except BaseException:
+            log.exception("carrier %s failed to start", carrier.name)
+            await _stop_carriers(started)
+            raise
+        started.append(carrier)
+    return started
+
+
+async def _stop_carriers(carriers: list[Carrier]) -> None:
+    for carrier in reversed(carriers):
+        try:
+            await carrier.stop()
+        except Exception:
+            log.exception("carrier %s failed to stop cleanly", carrier.name)
 
 
 

@@ -46,9 +46,9 @@ class CallStart:
     carrier_call_id: str
     agent: str
     model: str
+    carrier: str  # the carrier plug-in's registry name, from CallInfo.carrier
     from_number: str = ""
     to_number: str = ""
-    carrier: str = "twilio"
     parameters: dict[str, str] = field(default_factory=dict)
 
 

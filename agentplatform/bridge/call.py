@@ -155,8 +155,8 @@ class CallSession:
             self.deps.observer.calls_started.inc()
         self.deps.recorder.call_started(CallStart(
             call_id=self.call_id, carrier_call_id=info.call_id, agent=self.agent.name,
-            model=self.agent.model, from_number=info.from_number, to_number=info.to_number,
-            parameters=dict(info.parameters),
+            model=self.agent.model, carrier=info.carrier, from_number=info.from_number,
+            to_number=info.to_number, parameters=dict(info.parameters),
         ))
         try:
             self.model = await self._open_model()

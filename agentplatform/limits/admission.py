@@ -32,10 +32,11 @@ class Admission:
         self._metrics = metrics
         self._gate_errors_seen = 0
 
-    async def at_webhook(self, call_sid: str, agent: AgentSpec, from_number: str,
+    async def at_arrival(self, carrier: str, call_sid: str, agent: AgentSpec, from_number: str,
                          to_number: str) -> str | None:
-        """``None`` to connect the call; else the sentence the caller hears before
-        the carrier hangs up (no stream is opened)."""
+        """Before the carrier sets anything up (a webhook, an INVITE): ``None`` to take
+        the call; else the sentence the caller hears before the carrier hangs up (no
+        stream is opened). The refusal is recorded under ``carrier``."""
         if self.drain.draining:
             refusal = Refusal(EndReason.DRAINING, self.drain.message, "server is shutting down")
         else:
@@ -43,7 +44,7 @@ class Admission:
             self._count_gate_errors()
         if refusal is None:
             return None
-        self._record(refusal, call_sid, agent, from_number, to_number)
+        self._record(refusal, carrier, call_sid, agent, from_number, to_number)
         return refusal.message
 
     async def at_stream(self, audio: CallAudio, agent: AgentSpec) -> bool:
@@ -61,7 +62,8 @@ class Admission:
             self._count_gate_errors()
         if refusal is None:
             return True
-        self._record(refusal, info.call_id, agent, info.from_number, info.to_number)
+        self._record(refusal, info.carrier, info.call_id, agent, info.from_number,
+                     info.to_number)
         await audio.hang_up(say=refusal.message)
         return False
 
@@ -73,14 +75,14 @@ class Admission:
         stream that never started is freed now rather than at lease expiry."""
         await self.gate.release_unclaimed(call_sid)
 
-    def _record(self, refusal: Refusal, call_sid: str, agent: AgentSpec, from_number: str,
-                to_number: str) -> None:
+    def _record(self, refusal: Refusal, carrier: str, call_sid: str, agent: AgentSpec,
+                from_number: str, to_number: str) -> None:
         log.info("refused call %s to %s from %s: %s (%s)", call_sid, agent.name, from_number,
                  refusal.reason, refusal.detail)
         call_id = uuid.uuid4().hex
         self._recorder.call_started(CallStart(
             call_id=call_id, carrier_call_id=call_sid, agent=agent.name, model=agent.model,
-            from_number=from_number, to_number=to_number,
+            carrier=carrier, from_number=from_number, to_number=to_number,
         ))
         self._recorder.call_ended(call_id, refusal.reason, refusal.detail)
         if self._metrics is not None:

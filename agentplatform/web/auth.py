@@ -9,10 +9,11 @@
   tokens); anything else gets 403 saying why. A proxy in front would make every
   outsider look local, so any forwarding header (``Forwarded``, ``X-Forwarded-*``,
   ``X-Real-IP``, ``Via``…) is refused on these paths.
-* Public: Twilio's webhooks and media stream (they check their own signatures and
-  tokens), the browser test call's media stream (a minted token), ``/healthz``,
-  ``/metrics``, ``/static/…`` and the login page. Their access never rests on "this
-  request is local", so a proxy changes nothing for them.
+* Public: the paths each carrier plug-in declares (``Carrier.public_paths``: Twilio's
+  webhooks and media stream, the browser test call's media stream — each checks its
+  own signatures and tokens), ``/healthz``, ``/metrics``, ``/static/…`` and the login
+  page. Their access never rests on "this request is local", so a proxy changes
+  nothing for them.
 * Before all of that, every request but ``/healthz`` must name this server in ``Host``
   (400 otherwise), and a write or WebSocket handshake that carries ``Origin`` must come
   from one of our pages (403 otherwise): see ``hosts.py``. ``/healthz`` is exempt because
@@ -53,11 +54,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 PUBLIC_EXACT = frozenset({"/healthz", "/metrics", "/login", "/favicon.ico"})
-PUBLIC_PREFIXES = ("/twilio/", "/static/", "/browser-call/media")
+PUBLIC_PREFIXES = ("/static/",)
 # Probed by load balancers by address; answers only "ok" and two counts.
 ANY_HOST_PATHS = frozenset({"/healthz"})
-# Server-to-server, signature- and token-checked: a browser's Origin means nothing there.
-NO_ORIGIN_CHECK_PREFIXES = ("/twilio/",)
 API_PREFIXES = ("/api/", "/debug/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
@@ -77,7 +76,14 @@ LAPTOP_ONLY_MESSAGE = (
 class Access:
     """The access policy and the session signer, built from the settings at start."""
 
-    def __init__(self, settings: Settings, revocations: SingleUseStore | None = None) -> None:
+    def __init__(self, settings: Settings, revocations: SingleUseStore | None = None, *,
+                 carrier_paths: tuple[str, ...] = (), server_paths: tuple[str, ...] = ()
+                 ) -> None:
+        """``carrier_paths``: prefixes the carriers check themselves (their
+        ``public_paths``); ``server_paths``: those only carriers' servers call,
+        signature-checked, where a browser's Origin means nothing."""
+        self.public_prefixes = PUBLIC_PREFIXES + _checked_carrier_paths(carrier_paths)
+        self.no_origin_prefixes = tuple(server_paths)
         self.user = settings.admin_user
         self.password_hash = settings.admin_password_hash
         if self.password_hash:
@@ -128,6 +134,17 @@ class Access:
         return f"{COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
 
 
+def _checked_carrier_paths(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """A carrier's public prefix must name its own corner, never the screens or the API:
+    ``/`` or ``/api`` here would let everyone in, so start-up fails instead."""
+    for path in paths:
+        if not path.startswith("/") or len(path.strip("/")) == 0 or any(
+                guarded.startswith(path) for guarded in (*API_PREFIXES, "/agents", "/login")):
+            raise ValueError(f"carrier public path {path!r} would open the admin side; a "
+                             "carrier may only make its own path prefix public")
+    return tuple(paths)
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
@@ -163,10 +180,6 @@ def _presented_key(headers: dict[str, str]) -> str:
     return key
 
 
-def _is_public(path: str) -> bool:
-    return path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES)
-
-
 class AccessMiddleware:
     """Applies :class:`Access` to every HTTP request and WebSocket handshake."""
 
@@ -184,7 +197,8 @@ class AccessMiddleware:
             if refusal is not None:
                 await _deny(scope, receive, send, *refusal)
                 return
-        if _is_public(scope["path"]):
+        path = scope["path"]
+        if path in PUBLIC_EXACT or path.startswith(self.access.public_prefixes):
             await self.app(scope, receive, send)
             return
         cookies = SimpleCookie()
@@ -221,7 +235,7 @@ class AccessMiddleware:
             log.warning("refused %s %s: %s", scope.get("method", "WEBSOCKET"), scope["path"], exc)
             return 400, f"bad Host: {exc}"
         writes = scope["type"] == "websocket" or scope.get("method") not in SAFE_METHODS
-        if not writes or scope["path"].startswith(NO_ORIGIN_CHECK_PREFIXES):
+        if not writes or scope["path"].startswith(self.access.no_origin_prefixes):
             return None
         if headers.get("sec-fetch-site") == "cross-site":
             return 403, "cross-site request refused"

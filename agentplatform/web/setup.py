@@ -17,14 +17,17 @@ from agentplatform.web.auth import Access, AccessMiddleware
 from agentplatform.web.templating import STATIC_DIR
 
 
-def install_admin(app: FastAPI, settings: Settings) -> Access:
-    """Wire the admin side into ``app``; returns the access policy (announce it at start)."""
+def install_admin(app: FastAPI, settings: Settings, *, public_paths: tuple[str, ...] = (),
+                  server_paths: tuple[str, ...] = ()) -> Access:
+    """Wire the admin side into ``app``; returns the access policy (announce it at start).
+    ``public_paths`` / ``server_paths``: what the enabled carriers declare."""
     from agentplatform.web.agents_admin import router as agents_router
     from agentplatform.web.browser_call import router as browser_call_router
     from agentplatform.web.chat_routes import router as chat_router
     from agentplatform.web.login import router as login_router
 
-    access = Access(settings, revocations=getattr(app.state, "single_use", None))
+    access = Access(settings, revocations=getattr(app.state, "single_use", None),
+                    carrier_paths=public_paths, server_paths=server_paths)
     app.state.access = access
     app.add_middleware(AccessMiddleware, access=access)
     app.include_router(login_router)

@@ -27,7 +27,7 @@ PER_MINUTE_MODEL = "xai/grok-voice"  # $0.05 per model-session minute, no token 
 def _start(model: str = "openai/gpt-realtime") -> CallStart:
     call_id = uuid.uuid4().hex
     return CallStart(call_id=call_id, carrier_call_id="CA" + call_id, agent="front-desk",
-                     model=model)
+                     model=model, carrier="twilio")
 
 
 def _lease_of(engine: Engine, call_id: str) -> tuple[datetime | None, datetime | None]:

@@ -22,7 +22,8 @@ from agentplatform.storage.writer import CallWriter
 def _start(agent: str = "front-desk", model: str = "openai/gpt-realtime", **kw: Any) -> CallStart:
     call_id = uuid.uuid4().hex
     return CallStart(call_id=call_id, carrier_call_id=kw.pop("carrier_call_id", "CA" + call_id),
-                     agent=agent, model=model, from_number="+15550001111",
+                     agent=agent, model=model, carrier=kw.pop("carrier", "twilio"),
+                     from_number="+15550001111",
                      to_number="+15550002222", **kw)
 
 

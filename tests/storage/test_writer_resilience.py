@@ -23,7 +23,8 @@ PG_CONNINFO = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeou
 def _start(call_id: str | None = None) -> CallStart:
     call_id = call_id or uuid.uuid4().hex
     return CallStart(call_id=call_id, carrier_call_id="CA" + call_id, agent="front-desk",
-                     model="openai/gpt-realtime", from_number="+15550001111")
+                     model="openai/gpt-realtime", carrier="twilio",
+                     from_number="+15550001111")
 
 
 class Outage:

@@ -36,6 +36,20 @@ def test_a_malformed_password_hash_stops_the_server_instead_of_leaving_it_open(t
         Access(settings_for(tmp_path, admin_password_hash="plaintext-password"))
 
 
+@pytest.mark.parametrize("path", ["/", "/api", "/api/", "/agents", "/log", "debug/"])
+def test_a_carrier_cannot_make_the_admin_side_public(tmp_path, path):
+    with pytest.raises(ValueError, match="would open the admin side"):
+        Access(settings_for(tmp_path), carrier_paths=(path,))
+
+
+def test_only_paths_the_carriers_declare_are_public_besides_the_fixed_ones(tmp_path):
+    access = Access(settings_for(tmp_path), carrier_paths=("/twilio/",),
+                    server_paths=("/twilio/",))
+    assert access.public_prefixes == ("/static/", "/twilio/")
+    assert "/browser-call/media".startswith(access.public_prefixes) is False
+    assert access.no_origin_prefixes == ("/twilio/",)
+
+
 def test_session_cookies_that_are_forged_or_expired_are_not_sessions():
     now = [1000.0]
     signer = SessionSigner(b"secret", 60, clock=lambda: now[0])
