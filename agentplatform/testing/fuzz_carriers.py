@@ -14,17 +14,23 @@ expected, and every frame the server sent back is one Twilio accepts
 The property tests run a few thousand cases in CI; ``make fuzz`` runs this module
 (``python -m agentplatform.testing.fuzz_carriers``) for at least 100,000 frames
 and prints how many, how many crashes, and the malformed frames by kind.
+
+The SIP carrier joins the same run: as many fuzzed datagrams through the SIP
+parser and a tenth as many SDP offers through the answerer (``fuzz_sip``, cases
+from ``sip_fuzz_datagrams``), counted on the same line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 import time
 import traceback
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from random import Random
 from typing import Any
 
 import httpx
@@ -35,10 +41,13 @@ from agentplatform.bridge.call import CallDeps, CallSession
 from agentplatform.carriers.twilio.stream import TwilioCallAudio
 from agentplatform.catalog import Catalog, load_catalog
 from agentplatform.config import Settings
+from agentplatform.models import OpenedModel
+from agentplatform.models import open_model as open_model_for_real
 from agentplatform.realtime.base import (
     AudioDelta, Capabilities, ModelEvent, ModelSession, SessionSetup, SpeechStarted, Transcript,
 )
 from agentplatform.records import EndReason, NullRecorder
+from agentplatform.testing import sip_fuzz_datagrams as sip_fuzz
 from agentplatform.testing import twilio_wire as twilio
 from agentplatform.testing.twilio_fuzz_scripts import (
     AGENT, GREETING_MS, ITEM, SENTINEL, SID, TOKENS, Script, script_for, scripts, single_frames,
@@ -195,9 +204,11 @@ def _deps(recorder: _Recorder, models: list[RecordingModel]) -> CallDeps:
         _shared["http"] = httpx.AsyncClient()
     catalog: Catalog = _shared["catalog"]
 
-    def open_model(model: Any, setup: SessionSetup) -> ModelSession:
-        models.append(RecordingModel(setup))
-        return models[-1]
+    def open_model(agent: AgentSpec, model: Any, deps: Any, **prompt: Any) -> OpenedModel:
+        # The real choice (passthrough here) and setup, served by the recording model.
+        real = open_model_for_real(agent, model, deps, **prompt)
+        models.append(RecordingModel(real.session.setup))
+        return OpenedModel(models[-1], real.audio_format)
 
     return CallDeps(settings=_shared["settings"], catalog=catalog, recorder=recorder,
                     http=_shared["http"], open_model=open_model)
@@ -273,9 +284,48 @@ def play(script: Script) -> None:
 
 
 
+# ------------------------------------------------------------------ SIP
+
+
+@dataclass
+class SipTally:
+    datagrams: int = 0
+    offers: int = 0
+    crashes: int = 0
+    malformed: Counter[str] = field(default_factory=Counter)
+    refused_offers: Counter[int] = field(default_factory=Counter)
+
+
+def fuzz_sip(datagrams: int, seed: int) -> SipTally:
+    """``datagrams`` fuzzed SIP datagrams through the parser and a tenth as many SDP
+    offers through the answerer (see ``sip_fuzz_datagrams``). Generation is seeded
+    Python, not hypothesis, for speed; a crash prints the seed and the input."""
+    rnd = Random(seed)
+    tally = SipTally()
+    for n in range(datagrams + datagrams // 10):
+        is_offer = n >= datagrams
+        data = sip_fuzz.offer(rnd) if is_offer else sip_fuzz.datagram(rnd)
+        try:
+            if is_offer:
+                tally.offers += 1
+                if (status := sip_fuzz.check_offer(data)) is not None:
+                    tally.refused_offers[status] += 1
+            else:
+                tally.datagrams += 1
+                if (kind := sip_fuzz.check_datagram(data)) is not None:
+                    tally.malformed[str(kind)] += 1
+        except Exception:  # noqa: BLE001 - counted and shown, then we go on
+            tally.crashes += 1
+            print(f"sip fuzz crash (seed {seed}, case {n}): {data[:400]!r}", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+    return tally
+
+
 def main(argv: list[str]) -> int:
-    """``make fuzz``: cases until at least the asked number of frames."""
+    """``make fuzz``: cases until at least the asked number of frames, then as many
+    SIP datagrams (or the second argument's number)."""
     target = int(argv[1]) if len(argv) > 1 else 100_000
+    sip_target = int(argv[2]) if len(argv) > 2 else target
     began = time.monotonic()
     crashes = 0
     rounds = 0
@@ -295,13 +345,19 @@ def main(argv: list[str]) -> int:
                     break
     seconds = time.monotonic() - began
     kinds = {str(kind): n for kind, n in sorted(TALLY.malformed.items())}
+    sip_began, seed = time.monotonic(), secrets.randbits(32)
+    sip = fuzz_sip(sip_target, seed)
+    sip_kinds = dict(sorted(sip.malformed.items()))
     print(f"fuzz: {TALLY.frames} carrier messages in {TALLY.calls} calls, {crashes} crashes, "
-          f"malformed by kind: {kinds} ({seconds:.0f} s)")
-    return 1 if crashes else 0
+          f"malformed by kind: {kinds} ({seconds:.0f} s); sip: {sip.datagrams} datagrams and "
+          f"{sip.offers} SDP offers, {sip.crashes} crashes, malformed by kind: {sip_kinds}, "
+          f"offers refused by status: {dict(sorted(sip.refused_offers.items()))} "
+          f"(seed {seed}, {time.monotonic() - sip_began:.0f} s)")
+    return 1 if crashes or sip.crashes else 0
 
 
 __all__ = ["CI_CALLS", "CI_FRAMES", "CI_RANDOM_CALLS", "GREETING_MS", "SID", "Outcome", "Script",
-           "check", "main", "play", "play_and_return", "run_call", "script_for", "scripts",
+           "SipTally", "check", "fuzz_sip", "main", "play", "play_and_return", "run_call", "script_for", "scripts",
            "single_frames"]
 
 
