@@ -19,12 +19,12 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import httpx
 
+from agentplatform import models
 from agentplatform.agents import envpolicy
 from agentplatform.agents.placeholders import CallContext, render
 from agentplatform.agents.spec import AgentSpec
@@ -50,7 +50,6 @@ from agentplatform.realtime.base import (
     ToolCall,
     Transcript,
 )
-from agentplatform.realtime.sessions import build_setup, open_session
 from agentplatform.records import CallRecorder, CallStart, EndReason
 from agentplatform.tools import EndCall, ToolRunner, Transfer, tool_specs
 
@@ -79,8 +78,9 @@ class CallDeps:
     recorder: CallRecorder
     http: httpx.AsyncClient
     metrics: BridgeMetrics = field(default_factory=lambda: METRICS)
-    open_model: Callable[..., ModelSession] = open_session
-    open_cascade: Callable[..., ModelSession] = field(default_factory=lambda: _open_cascade)
+    # (agent, model, deps, *, instructions, tools) -> OpenedModel: realtime, passthrough
+    # or cascade is decided there (``models.py``), never here.
+    open_model: models.ModelOpener = models.open_model
     connect_timeout: float = 10.0
     # Prometheus series (``/metrics``); None in tests and tools that do not export.
     observer: PlatformMetrics | None = None
@@ -201,22 +201,9 @@ class CallSession:
         for model_id in [self.agent.model, *self.agent.fallback_models]:
             try:
                 model = self.deps.catalog.model(model_id)
-                passthrough = False
-                if self.agent.voice_streaming and model.provider.speech:
-                    passthrough = self.agent.g711_passthrough and model.provider.g711
-                    setup = build_setup(
-                        self.agent, model, self.deps.settings, instructions=instructions,
-                        tools=specs, audio_format="g711_ulaw" if passthrough else "pcm16",
-                        output_modality="audio",
-                    )
-                    session = self.deps.open_model(model, setup)
-                else:
-                    # STT → the model in text modality → TTS, behind the same seam.
-                    session = self.deps.open_cascade(
-                        self.agent, model, catalog=self.deps.catalog,
-                        settings=self.deps.settings, http=self.deps.http,
-                        instructions=instructions, tools=specs,
-                    )
+                opened = self.deps.open_model(self.agent, model, self.deps,
+                                              instructions=instructions, tools=specs)
+                session = opened.session
                 await asyncio.wait_for(session.connect(), self.deps.connect_timeout)
             except Exception as exc:  # noqa: BLE001 - any failure here means "try the next"
                 if isinstance(exc, PlatformError | TimeoutError | OSError):
@@ -230,7 +217,7 @@ class CallSession:
                     self.call_id, "model_unavailable", {"model": model_id, "error": str(exc)}
                 )
                 continue
-            self._configure_audio(session, passthrough)
+            self._configure_audio(session, passthrough=opened.audio_format == "g711_ulaw")
             self.model_id = model.id
             self._provider = model.provider.name
             self.deps.recorder.model_served(self.call_id, model.id)
@@ -542,13 +529,6 @@ class CallSession:
         await self.model.request_response(
             "The call has reached its time limit. Say a short, polite goodbye now."
         )
-
-
-def _open_cascade(*args, **kwargs) -> ModelSession:  # noqa: ANN002, ANN003
-    """Imported on first use: the speech engines are heavy and most calls never need them."""
-    from agentplatform.cascade.factory import open_cascade
-
-    return open_cascade(*args, **kwargs)
 
 
 def _cut_to_fraction(text: str, fraction: float) -> str:

@@ -3,7 +3,8 @@
 The engines are chosen by data: ``cascade.stt`` / ``cascade.tts`` name services in the
 catalog, and the text step follows ``open_text_session``'s rules (an explicit
 chat-completions endpoint, the local provider's endpoint or rules responder, or the
-agent's realtime model in text modality).
+agent's realtime model in text modality). Calls reach it through ``models.open_model``,
+which imports it only when an agent needs the cascade.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""From an agent and a catalog model to an open ``ModelSession``.
+"""From an agent and a catalog model to a realtime adapter ``ModelSession``.
 
 Which adapter serves a model is data: the catalog names each provider's wire
-protocol, and ``ADAPTERS`` maps a protocol to the class that speaks it.
+protocol, and ``ADAPTERS`` maps a protocol to the class that speaks it. Whether a
+call is served by an adapter at all (or by the cascade) is ``models.open_model``'s
+choice; chat and the text step use these builders directly.
 """
 
 from __future__ import annotations

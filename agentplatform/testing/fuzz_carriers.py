@@ -41,6 +41,8 @@ from agentplatform.bridge.call import CallDeps, CallSession
 from agentplatform.carriers.twilio.stream import TwilioCallAudio
 from agentplatform.catalog import Catalog, load_catalog
 from agentplatform.config import Settings
+from agentplatform.models import OpenedModel
+from agentplatform.models import open_model as open_model_for_real
 from agentplatform.realtime.base import (
     AudioDelta, Capabilities, ModelEvent, ModelSession, SessionSetup, SpeechStarted, Transcript,
 )
@@ -202,9 +204,11 @@ def _deps(recorder: _Recorder, models: list[RecordingModel]) -> CallDeps:
         _shared["http"] = httpx.AsyncClient()
     catalog: Catalog = _shared["catalog"]
 
-    def open_model(model: Any, setup: SessionSetup) -> ModelSession:
-        models.append(RecordingModel(setup))
-        return models[-1]
+    def open_model(agent: AgentSpec, model: Any, deps: Any, **prompt: Any) -> OpenedModel:
+        # The real choice (passthrough here) and setup, served by the recording model.
+        real = open_model_for_real(agent, model, deps, **prompt)
+        models.append(RecordingModel(real.session.setup))
+        return OpenedModel(models[-1], real.audio_format)
 
     return CallDeps(settings=_shared["settings"], catalog=catalog, recorder=recorder,
                     http=_shared["http"], open_model=open_model)
