@@ -76,7 +76,11 @@ class CarrierContext:
 
     def handle_call(self, audio: CallAudio) -> Awaitable[None]:
         """Run one authenticated call to its end (checks again, model, bridge, record).
-        ``audio.info.carrier`` must be this carrier's name."""
+        ``audio.info.carrier`` must be this carrier's name: the record and the metrics
+        say which carrier took the call, so a stream claiming another is refused."""
+        if audio.info.carrier != self.carrier:
+            raise ValueError(f"the {self.carrier} carrier handed over a call whose CallInfo "
+                             f"says carrier {audio.info.carrier!r}")
         return self.services().handle_call(audio)
 
     def call_finished(self, carrier_call_id: str) -> None:
