@@ -60,7 +60,10 @@ class SippPeer:
     """One sipp process on ``host:port`` (media on ``media_port``), run to its end."""
 
     def __init__(self, args: list[str], *, port: int | None = None, media_port: int | None = None,
-                 host: str = "127.0.0.1", calls: int = 1, timeout: float = 12.0) -> None:
+                 host: str = "127.0.0.1", calls: int = 1, timeout: float = 12.0,
+                 remote: str | None = None, files: dict[str, bytes] | None = None) -> None:
+        """``remote`` ("host:port") makes it a UAC dialing there; ``files`` are written to
+        its working directory (what ``rtp_stream`` plays is read from there)."""
         if shutil.which(SIPP) is None:
             raise FileNotFoundError("sipp is not installed (Debian package sip-tester)")
         self.host, self.timeout = host, timeout
@@ -71,7 +74,10 @@ class SippPeer:
         self.command = [SIPP, *args, "-i", host, "-p", str(self.port), "-mi", host,
                         "-mp", str(self.media_port), "-m", str(calls), "-nostdin",
                         "-timeout", f"{int(timeout)}s", "-timeout_error",
-                        "-trace_err", "-error_file", str(self._error_file)]
+                        "-trace_err", "-error_file", str(self._error_file)] + ([remote] if remote else [])
+        self.remote = remote
+        for name, data in (files or {}).items():
+            (Path(self._dir.name) / name).write_bytes(data)
         self.result: SippResult | None = None
         self._process: asyncio.subprocess.Process | None = None
 
@@ -118,7 +124,7 @@ class SippPeer:
         self._dir.cleanup()
 
     async def __aenter__(self) -> SippPeer:
-        await self.start()
+        await self.start(listening=self.remote is None)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

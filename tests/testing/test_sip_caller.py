@@ -95,7 +95,7 @@ async def test_invite_is_retransmitted_on_timer_a_until_the_server_answers() -> 
 
 
 async def test_cancel_while_ringing_ends_the_call_with_487() -> None:
-    async with SippPeer(_scenario("uas_ring_then_cancel.xml")) as uas:
+    async with SippPeer(_scenario("uas_trying_then_cancel.xml")) as uas:
         caller = SipCaller(uas.address, to="+15550100")
         dialing = asyncio.create_task(caller.dial(timeout=5))
         assert await caller.cancel() == 487
