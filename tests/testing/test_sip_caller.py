@@ -124,13 +124,13 @@ async def test_bye_from_the_server_is_answered_and_ends_the_call() -> None:
 
 
 async def test_refer_gets_202_and_notify_100_then_200() -> None:
-    async with SippPeer(_scenario("uas_answer_then_refer.xml")) as uas:
+    async with SippPeer([*_scenario("uas_answer_then_refer.xml"), "-key", "refer_target", "127.0.0.1:5999"]) as uas:
         caller = SipCaller(uas.address, to="+15550100")
         assert await caller.dial(timeout=5)
         assert await caller.wait_closed(timeout=6)
         await caller.close()
     assert uas.result is not None and uas.result.ok, uas.result.errors
-    assert caller.refers == [f"sip:+15550199@127.0.0.1:{uas.port}"]
+    assert caller.refers == ["sip:+15550199@127.0.0.1:5999"]
 
 
 async def test_dtmf_goes_out_as_one_rfc_4733_event_with_three_end_packets() -> None:

@@ -29,7 +29,7 @@ def _sipp() -> None:
     ("uac_cancel.xml", "uas_trying_then_cancel.xml", []),
     ("uac_options.xml", "uas_options.xml", []),
     ("uac_wait_for_bye.xml", "uas_answer_then_bye.xml", []),
-    ("uac_answer_refer.xml", "uas_answer_then_refer.xml", []),
+    ("uac_answer_refer.xml", "uas_answer_then_refer.xml", ["-key", "refer_target", "127.0.0.1:5999"]),
 ])
 async def test_uac_scenario_completes_against_a_sipp_uas(uac: str, uas: str, uas_args: list[str]) -> None:
     async with SippPeer(["-sf", str(UAS / uas), *uas_args]) as server:
