@@ -83,10 +83,11 @@ class ListeningCarrier(Carrier):
     public_paths = ("/listening/",)
     events: list[str] = []
     fail_start = False
+    switched_on = True  # stands in for a setting such as SIP_LISTEN
 
     @classmethod
     def enabled(cls, settings) -> bool:
-        return settings.sip_listen != "off"
+        return cls.switched_on
 
     def routes(self) -> APIRouter:
         router = APIRouter()
@@ -131,8 +132,9 @@ async def test_a_registered_carrier_is_started_with_the_app_and_stopped_after_it
 
 
 async def test_a_carrier_the_settings_leave_off_has_no_routes_and_no_public_path(
-        tmp_path, listening):
-    app = create_app(settings_for(tmp_path, allowed_hosts="admin.example", sip_listen="off"))
+        tmp_path, listening, monkeypatch):
+    monkeypatch.setattr(ListeningCarrier, "switched_on", False)
+    app = create_app(settings_for(tmp_path, allowed_hosts="admin.example"))
     async with app.router.lifespan_context(app):
         assert listening.events == []
         assert (await _remote_get(app, "/listening/ping")).status_code == 403

@@ -17,6 +17,7 @@ from agentplatform.single_use import SingleUseStore
 CARRIERS: dict[str, str] = {
     "twilio": "agentplatform.carriers.twilio.plugin:TwilioCarrier",
     "browser": "agentplatform.carriers.browser.plugin:BrowserCarrier",
+    "sip": "agentplatform.carriers.sip.plugin:SipCarrier",
 }
 
 
