@@ -55,6 +55,9 @@ from agentplatform.tools import EndCall, ToolRunner, Transfer, tool_specs
 
 log = logging.getLogger(__name__)
 
+# End reasons a carrier may give when it ends the line itself (``StreamStopped.reason``).
+_CARRIER_END_REASONS = frozenset({EndReason.MEDIA_TIMEOUT.value, EndReason.CARRIER_ERROR.value})
+
 APOLOGY = "Sorry, our assistant is not available right now. Please call again later."
 SHUTDOWN_APOLOGY = "Sorry, we have to end this call now. Please call again."
 GOODBYE_GRACE_SECONDS = 20.0
@@ -324,9 +327,13 @@ class CallSession:
         if item is not None and item.done and item.played_ms >= item.sent_ms - 0.5:
             self._record_assistant(item.item_id)
 
-    async def _on_stream_stopped(self, _: StreamStopped) -> None:
+    async def _on_stream_stopped(self, event: StreamStopped) -> None:
         if self._ending and self._ending.reason is EndReason.TRANSFERRED:
             self._set_end(EndReason.TRANSFERRED, "stream ended by transfer")
+        elif event.reason in _CARRIER_END_REASONS:
+            self._set_end(EndReason(event.reason), event.detail or event.reason)
+        elif event.reason:  # a reason this bridge does not know: still the carrier's doing
+            self._set_end(EndReason.CARRIER_ERROR, event.detail or event.reason)
         else:
             self._set_end(EndReason.CALLER_HUNG_UP, "caller hung up")
 

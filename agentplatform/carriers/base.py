@@ -46,7 +46,16 @@ class MarkPlayed:
 
 @dataclass(slots=True)
 class StreamStopped:
-    """The carrier ended the stream (caller hung up, or new TwiML took over)."""
+    """The carrier ended the stream (caller hung up, or new TwiML took over).
+
+    ``reason`` is empty when the caller hung up; otherwise the carrier says why it
+    ended the line itself, as an end-reason value (``"media_timeout"``: no audio came
+    for the carrier's timeout; ``"carrier_error"``: the signalling failed, ``detail``
+    says how). The bridge records it; it knows no carrier.
+    """
+
+    reason: str = ""
+    detail: str = ""
 
 
 CarrierEvent = InboundAudio | Dtmf | MarkPlayed | StreamStopped

@@ -308,6 +308,16 @@ class SipCallAudio(CallAudio):
             self._signaling.request(bye, self.dialog.next_hop())
         self._finish(reason)
 
+    def _stopped(self) -> StreamStopped:
+        """How the bridge hears that the line ended: the caller's BYE is a hang-up; a
+        dead line is ``media_timeout``; a failure of the signalling is a carrier error."""
+        if self.end_reason in ("", CALLER_HUNG_UP):
+            return StreamStopped()
+        if self.end_reason == MEDIA_TIMEOUT:
+            return StreamStopped(reason=MEDIA_TIMEOUT,
+                                 detail="no RTP from the caller for the media timeout")
+        return StreamStopped(reason="carrier_error", detail=f"SIP: {self.end_reason}")
+
     def _finish(self, reason: str) -> None:
         if self.state is CallState.ENDED:
             return
@@ -318,7 +328,7 @@ class SipCallAudio(CallAudio):
         if self._retransmitter is not None:
             self._retransmitter.ack()  # stop resending; the call is over
         self._media_watch.cancel()
-        self._queue.put_nowait(StreamStopped())
+        self._queue.put_nowait(self._stopped())
         if self._refer_result is not None and not self._refer_result.done():
             self._refer_result.set_result(487)
         self._spawn(self.media.close())

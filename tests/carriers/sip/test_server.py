@@ -397,7 +397,8 @@ async def test_media_timeout_sends_bye_and_says_media_timeout(rig):
     bye = await uac.next()
     assert bye.method == "BYE"
     await asyncio.wait_for(host.ended.wait(), 5)
-    assert isinstance(host.events["quiet"][-1], StreamStopped)
+    stopped = host.events["quiet"][-1]
+    assert isinstance(stopped, StreamStopped) and stopped.reason == "media_timeout"
     assert audio.end_reason == "media_timeout"
 
 
