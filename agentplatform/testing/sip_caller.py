@@ -370,9 +370,11 @@ class SipCaller:
                 self._log("first_audio")
             self._audio_arrived.set()
 
-    def rtp_faults(self) -> list[str]:
+    def rtp_faults(self, *, continuous: bool = False) -> list[str]:
         """What is wrong with the server's RTP stream per RFC 3550: sequence not +1,
-        timestamp not advancing by the samples sent, SSRC changing, marker after the first."""
+        timestamp going back or advancing by less than the samples sent, SSRC changing,
+        marker after the first. A timestamp leaping ahead (a sender that skipped time to
+        catch up with its clock) is legal RTP, and a fault only when ``continuous``."""
         faults: list[str] = []
         audio = [r.packet for r in self.received if r.packet.payload_type != self.dtmf_payload_type]
         for before, after in zip(audio, audio[1:], strict=False):
@@ -380,7 +382,8 @@ class SipCaller:
                 faults.append(f"SSRC changed {before.ssrc:#x} -> {after.ssrc:#x}")
             elif (after.sequence - before.sequence) & 0xFFFF != 1:
                 faults.append(f"sequence {before.sequence} -> {after.sequence}")
-            elif (after.timestamp - before.timestamp) & 0xFFFFFFFF != len(before.payload):
+            elif not (len(before.payload) <= (after.timestamp - before.timestamp) & 0xFFFFFFFF < 1 << 31) or (
+                    continuous and (after.timestamp - before.timestamp) & 0xFFFFFFFF != len(before.payload)):
                 faults.append(f"timestamp {before.timestamp} -> {after.timestamp} after {len(before.payload)} samples")
             if after.marker:
                 faults.append(f"marker bit on packet {after.sequence}")
@@ -448,10 +451,13 @@ class SipCaller:
 
     # ------------------------------------------------------------ waiting
 
-    async def wait_for_audio(self, timeout: float) -> float:
-        """Wait until voiced (not silent) audio has arrived; returns ``time.monotonic()``."""
+    async def wait_for_audio(self, timeout: float, *, since: int = 0) -> float:
+        """Wait until voiced (not silent) audio has arrived after byte ``since`` of
+        ``heard_pcm()`` (0: any); returns ``time.monotonic()``."""
         async with asyncio.timeout(timeout):
-            await self._audio_arrived.wait()
+            while self._last_voiced_end <= since or self.first_audio_at is None:
+                self._audio_arrived.clear()
+                await self._audio_arrived.wait()
         return time.monotonic()
 
     async def wait_for_silence(self, ms: float, timeout: float) -> None:
