@@ -105,6 +105,16 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sip_address(value: str) -> str:
+    """``HOST:PORT`` for ``call --sip``, refused by argparse with the value named."""
+    if value == "local":  # the bare ``--sip`` (argparse passes its const through here too)
+        return value
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"--sip wants HOST:PORT, got {value!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentplatform",
                                      description="Answer phone calls with realtime speech models.")
@@ -133,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--turns", type=int, default=0,
                       help="how many times the caller speaks (default: once per sentence, or 2)")
     call.add_argument("--auth-token", help="Twilio auth token to sign the webhook with")
+    call.add_argument("--sip", nargs="?", const="local", type=_sip_address, metavar="HOST:PORT",
+                      help="call over SIP/RTP instead of Twilio: to a SIP server at HOST:PORT "
+                           "(its records read from --url if given), or with no address to the "
+                           "in-process server listening for SIP on a free loopback port")
     call.set_defaults(func=_call)
 
     chat = sub.add_parser("chat", help="chat with an agent over text (its prompt, model, tools)")

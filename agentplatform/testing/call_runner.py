@@ -4,6 +4,10 @@ The caller dials the voice webhook, streams its audio as 20 ms Media Streams fra
 in real time, and listens. Against a running server (``--url``) or an in-process one;
 with ``--simulated-model`` the in-process server talks to the OpenAI Realtime
 simulator, so the whole call path can be tried with no key at all.
+
+With ``--sip`` the caller is a SIP trunk instead: an INVITE and RTP over UDP to
+``--sip HOST:PORT``, or, with a bare ``--sip``, to the in-process server listening for
+SIP on a free loopback port. The same turns, latencies and transcript are printed.
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ from agentplatform.audio.wav import read_wav, write_wav
 from agentplatform.catalog import load_catalog
 from agentplatform.config import get_settings
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, voice_like
+from agentplatform.testing.sip_caller import SipCaller
+from agentplatform.testing.sip_listening import voiced_ms, wait_for_voice
+from agentplatform.testing.sipp_peer import free_udp_port
 from agentplatform.testing.stack import LocalServer
 from agentplatform.testing.twilio_caller import TwilioCaller
 
+LOCAL_SIP = "local"  # ``--sip`` with no address: the in-process server's own SIP listener
 CALLER_TEXTS = ["Hi, I'd like to book an appointment.", "Monday morning works, thanks. Bye!"]
 # What the caller says to an agent that really listens (the cascade), in the local voice.
 SPOKEN_QUESTIONS = ["What are your hours?", "Where are you?", "Thanks, goodbye."]
@@ -73,6 +81,43 @@ async def place_call(base_url: str, number: str, utterances: list[bytes], turns:
     return caller, latencies
 
 
+async def place_sip_call(address: str, number: str, utterances: list[bytes],
+                         turns: int) -> tuple[SipCaller, list[float]]:
+    """The SIP twin of :func:`place_call`: each latency runs from the caller's last
+    speech packet sent to the first voiced packet of the answer arriving."""
+    latencies: list[float] = []
+    caller = SipCaller(address, to=number)
+    if not await caller.dial():
+        await caller.close()
+        raise SystemExit(f"no call: the SIP server at {address} answered {caller.final_status}")
+    try:
+        with contextlib.suppress(TimeoutError):
+            await caller.wait_for_audio(10)
+            await caller.wait_for_silence(400, 30)
+        for turn in range(turns):
+            if caller.closed_by_server:
+                break
+            await caller.say(utterances[turn % len(utterances)])
+            spoke_at = time.monotonic()
+            try:
+                heard_at = await wait_for_voice(caller, spoke_at, 15)
+            except TimeoutError:
+                break
+            latencies.append((heard_at - spoke_at) * 1000.0)
+            with contextlib.suppress(TimeoutError):
+                await caller.wait_for_silence(400, 30)
+    finally:
+        await caller.hang_up()
+    return caller, latencies
+
+
+def local_sip_settings() -> dict[str, object]:
+    """SIP on a free loopback port, answering only this machine, with its own RTP range."""
+    rtp = free_udp_port(even=True, span=20)
+    return {"sip_listen": f"127.0.0.1:{free_udp_port()}", "sip_allowed_peers": "127.0.0.1/32",
+            "sip_rtp_ports": f"{rtp}-{rtp + 19}"}
+
+
 def _utterances(args: argparse.Namespace, voice_streaming: bool) -> tuple[list[bytes], int]:
     """What the caller says: a WAV, sentences in the local voice, or a voice-like buzz.
 
@@ -100,9 +145,15 @@ async def run_call_command(args: argparse.Namespace) -> int:
     number = agent.spec.phone_numbers[0]
     utterances, turns = _utterances(args, agent.spec.voice_streaming)
 
+    sip = getattr(args, "sip", None)
     async with contextlib.AsyncExitStack() as stack:
         base_url = args.url
-        if not base_url:
+        if sip == LOCAL_SIP and base_url:
+            print("--sip with no address starts its own server; give --sip HOST:PORT with --url")
+            return 2
+        if not base_url and sip not in (None, LOCAL_SIP):
+            base_url = ""  # a remote trunk: its records are only read when --url names them
+        elif not base_url:
             overrides: dict[str, object] = {}
             if args.simulated_model:
                 sim = await stack.enter_async_context(
@@ -116,18 +167,26 @@ async def run_call_command(args: argparse.Namespace) -> int:
             auth_token = args.auth_token or secrets.token_urlsafe(24)
             overrides.update(twilio_auth_token=auth_token, public_url="",
                              insecure_skip_twilio_signature=False)
+            if sip == LOCAL_SIP:
+                overrides.update(local_sip_settings())
+                sip = str(overrides["sip_listen"])
             server = await stack.enter_async_context(
                 LocalServer(settings.model_copy(update=overrides)))
             base_url = server.base_url
         else:
             auth_token = args.auth_token or ""
-        caller, latencies = await place_call(base_url, number, utterances, turns, auth_token)
+        if sip is not None:
+            caller, latencies = await place_sip_call(sip, number, utterances, turns)
+            call_id, heard_ms = caller.call_id, voiced_ms(caller)
+        else:
+            caller, latencies = await place_call(base_url, number, utterances, turns, auth_token)
+            call_id, heard_ms = caller.call_sid, caller.played_ms
         await asyncio.sleep(0.3)  # let the server close the record
-        detail = await _transcript(base_url, caller.call_sid)
+        detail = await _transcript(base_url, call_id) if base_url else None
 
     if args.out:
         write_wav(args.out, caller.heard_pcm(), 8000)
-    print(f"call {caller.call_sid} to {args.agent} ({number})")
+    print(f"call {call_id} to {args.agent} ({number})" + (f" over SIP to {sip}" if sip else ""))
     for i, ms in enumerate(latencies, 1):
         print(f"  turn {i}: caller stopped → agent audio in {ms:.0f} ms "
               f"(includes the model's end-of-speech silence)")
@@ -137,6 +196,6 @@ async def run_call_command(args: argparse.Namespace) -> int:
         for turn in detail["turns"]:
             mark = " (interrupted)" if turn["interrupted"] else ""
             print(f"  {turn['role']:>9}: {turn['text']}{mark}")
-    print(f"  heard {caller.played_ms / 1000:.1f} s of agent audio"
+    print(f"  heard {heard_ms / 1000:.1f} s of agent audio"
           + (f", written to {args.out}" if args.out else ""))
     return 0
