@@ -35,7 +35,7 @@ from agentplatform.bridge.playback import PlaybackTracker
 from agentplatform.carriers.base import CallAudio, Dtmf, InboundAudio, MarkPlayed, StreamStopped
 from agentplatform.catalog import Catalog
 from agentplatform.config import Settings
-from agentplatform.errors import PlatformError
+from agentplatform.errors import CarrierError, PlatformError
 from agentplatform.observability.logging import set_call_id
 from agentplatform.observability.metrics import PlatformMetrics
 from agentplatform.realtime.base import (
@@ -61,6 +61,16 @@ _CARRIER_END_REASONS = frozenset({EndReason.MEDIA_TIMEOUT.value, EndReason.CARRI
 APOLOGY = "Sorry, our assistant is not available right now. Please call again later."
 SHUTDOWN_APOLOGY = "Sorry, we have to end this call now. Please call again."
 GOODBYE_GRACE_SECONDS = 20.0
+# A backstop for a carrier whose transfer never returns. A transfer may take as long
+# as the target rings (a SIP carrier waits up to 60 s for the NOTIFY that says the
+# target answered), so the bound sits above that: a shorter one would call a transfer
+# failed, and talk on with the caller, while the target is still ringing.
+TRANSFER_TIMEOUT_SECONDS = 90.0
+# What the model is told when a transfer did not go through (never the number).
+TRANSFER_FAILED_NOTE = (
+    "(The transfer to {destination} did not go through: the caller is still on the line "
+    "with you. Tell them the transfer failed, and keep helping them.)"
+)
 # Session notices that mean the provider connection was replaced mid-call.
 RECONNECT_NOTICES = frozenset({"reconnected", "resumed", "recycled"})
 
@@ -85,6 +95,7 @@ class CallDeps:
     # or cascade is decided there (``models.py``), never here.
     open_model: models.ModelOpener = models.open_model
     connect_timeout: float = 10.0
+    transfer_timeout: float = TRANSFER_TIMEOUT_SECONDS
     # Prometheus series (``/metrics``); None in tests and tools that do not export.
     observer: PlatformMetrics | None = None
 
@@ -105,8 +116,11 @@ class _PendingTurn:
 @dataclass(slots=True)
 class _Ending:
     reason: EndReason
-    transfer_to: str | None = None
+    transfer: Transfer | None = None
     response_done: asyncio.Event = field(default_factory=asyncio.Event)
+    # The carrier has been asked to transfer: from then on the line ending is the
+    # transfer's doing (Twilio stops the stream, a SIP caller may BYE our leg).
+    transferring: bool = False
 
 
 class CallSession:
@@ -126,6 +140,7 @@ class CallSession:
         self._ended = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._ending: _Ending | None = None
+        self._limit_passed = False  # the call's time is up (acted on once no ending is under way)
         self._passthrough = False
         self._to_model = None
         self._to_carrier = None
@@ -281,8 +296,8 @@ class CallSession:
     async def _release_carrier(self, reason: EndReason) -> None:
         if reason is EndReason.CALLER_HUNG_UP:
             await self.audio.close()
-        elif reason is EndReason.TRANSFERRED and self._ending and self._ending.transfer_to:
-            await self.audio.transfer(self._ending.transfer_to)
+        elif reason is EndReason.TRANSFERRED:
+            return  # the carrier's transfer, made before the end, handed the line over
         elif reason is EndReason.PROVIDER_ERROR:
             await self.audio.hang_up(say=APOLOGY)
         elif reason is EndReason.SERVER_SHUTDOWN:
@@ -303,7 +318,10 @@ class CallSession:
             await handlers[type(event)](event)
             if self._ended.is_set():
                 return
-        self._set_end(EndReason.CALLER_HUNG_UP, "stream closed")
+        if self._ending and self._ending.transferring:  # a carrier may close it to hand over
+            self._set_end(EndReason.TRANSFERRED, "stream closed by transfer")
+        else:
+            self._set_end(EndReason.CALLER_HUNG_UP, "stream closed")
 
     async def _on_inbound_audio(self, frame: InboundAudio) -> None:
         assert self.model is not None
@@ -328,7 +346,7 @@ class CallSession:
             self._record_assistant(item.item_id)
 
     async def _on_stream_stopped(self, event: StreamStopped) -> None:
-        if self._ending and self._ending.reason is EndReason.TRANSFERRED:
+        if self._ending and self._ending.transferring:
             self._set_end(EndReason.TRANSFERRED, "stream ended by transfer")
         elif event.reason in _CARRIER_END_REASONS:
             self._set_end(EndReason(event.reason), event.detail or event.reason)
@@ -504,31 +522,75 @@ class CallSession:
         if isinstance(outcome.action, EndCall):
             self._begin_ending(EndReason.AGENT_ENDED)
         elif isinstance(outcome.action, Transfer):
-            self._begin_ending(EndReason.TRANSFERRED, outcome.action.number)
+            self._begin_ending(EndReason.TRANSFERRED, outcome.action)
         if self.model is not None and not self._ended.is_set():
             await self.model.send_tool_result(event.call_id, event.name, outcome.output)
 
-    def _begin_ending(self, reason: EndReason, transfer_to: str | None = None) -> None:
+    def _begin_ending(self, reason: EndReason, transfer: Transfer | None = None) -> None:
         if self._ending is not None:
             return
-        self._ending = _Ending(reason, transfer_to)
+        self._ending = _Ending(reason, transfer)
         self.state = CallState.ENDING
         self.deps.recorder.event(self.call_id, "ending", {"reason": reason.value})
         self._spawn(self._end_after_goodbye())
 
     async def _end_after_goodbye(self) -> None:
-        """Let the goodbye be generated and heard, then end the call."""
-        assert self._ending is not None
+        """Let the goodbye (or the handoff) be generated and heard, then end the call
+        or transfer it."""
+        ending = self._ending
+        assert ending is not None
         deadline = time.monotonic() + GOODBYE_GRACE_SECONDS
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ending.response_done.wait(), GOODBYE_GRACE_SECONDS)
+            await asyncio.wait_for(ending.response_done.wait(), GOODBYE_GRACE_SECONDS)
         while not self.playback.all_played() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        self._set_end(self._ending.reason)
+        if ending.transfer is None:
+            self._set_end(ending.reason)
+        else:
+            await self._transfer(ending, ending.transfer)
+
+    async def _transfer(self, ending: _Ending, transfer: Transfer) -> None:
+        """Hand the caller over while the model session is still open, so that a
+        transfer the carrier could not make leaves the caller with the agent."""
+        ending.transferring = True
+        timeout = self.deps.transfer_timeout
+        try:
+            await asyncio.wait_for(self.audio.transfer(transfer.number), timeout)
+        except CarrierError as exc:
+            detail = str(exc) or type(exc).__name__
+        except TimeoutError:
+            detail = f"the carrier did not finish the transfer within {timeout:g} s"
+        else:
+            self._set_end(EndReason.TRANSFERRED, f"to {transfer.destination}")
+            return
+        if self._ended.is_set():
+            return  # the line ended meanwhile; that end stands
+        await self._transfer_failed(transfer, detail)
+
+    async def _transfer_failed(self, transfer: Transfer, detail: str) -> None:
+        """The call goes on: recorded, and the model told, so it tells the caller."""
+        log.warning("call %s: transfer to %s failed: %s", self.call_id, transfer.destination, detail)
+        self.deps.recorder.event(self.call_id, "transfer_failed", {
+            "destination": transfer.destination, "number": transfer.number, "detail": detail,
+        })
+        self._ending = None
+        self._transition((CallState.ENDING,), CallState.LIVE)
+        if self.model is None:
+            return
+        note = TRANSFER_FAILED_NOTE.format(destination=transfer.destination)
+        # The time limit passed during the transfer: the caller hears both at once.
+        await self.model.send_text(note, respond=not self._limit_passed)
+        if self._limit_passed:
+            await self._end_for_limit()
 
     async def _limit_timer(self) -> None:
         await asyncio.sleep(self.agent.limits.max_call_seconds)
-        if self._ending is not None or self.model is None:
+        self._limit_passed = True
+        if self._ending is None:
+            await self._end_for_limit()
+
+    async def _end_for_limit(self) -> None:
+        if self.model is None:
             return
         self.deps.recorder.event(self.call_id, "limit_reached",
                                  {"max_call_seconds": self.agent.limits.max_call_seconds})
