@@ -23,6 +23,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from http import HTTPStatus
@@ -345,6 +346,8 @@ class _Call:
             audio = base64.b64decode(event.get("audio") or "", validate=True)
         except ValueError as exc:
             raise _Invalid("audio is not valid base64.", param="audio") from exc
+        if self.server.on_audio is not None:  # the benchmark times the caller's audio in
+            self.server.on_audio(self, audio, time.monotonic())
         fmt = self.facts.in_fmt
         ms = len(audio) / _FORMATS[fmt]
         self.clock_ms += ms
@@ -694,6 +697,8 @@ class OpenAIRealtimeServer:
         self.requests: list[tuple[str, Headers]] = []
         self.response_instructions: list[str | None] = []
         self.connections: list[_Call] = []
+        # Called with (connection, audio, time.monotonic()) as each append arrives.
+        self.on_audio: Callable[[_Call, bytes, float], None] | None = None
         self._live: set[_Call] = set()
         self._server: Server | None = None
 
