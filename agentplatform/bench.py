@@ -7,6 +7,8 @@ honoured; each caller talks for 1.2 s, then talks over the agent after hearing 0
 its answer) and the simulated model (energy VAD, a 1.5 s reply streamed in real time).
 Latencies are measured inside the server on its monotonic clock (frame received →
 frame sent, each way; speech start received → ``clear`` sent), and read over HTTP.
+At each level the same load runs again over the SIP trunk (``bench_sip.py``), measured
+on the caller's clock, and the two are printed side by side.
 Figures are reported, never asserted.
 """
 
@@ -208,6 +210,7 @@ async def run_level(calls: int, seconds: float, workdir: Path,
     window = t1 - t0
     call_seconds = max(1e-9, metrics["active_calls"] * window)
     return {
+        "carrier": "twilio",
         "provider": provider,
         "calls": calls,
         "connected": stats["connected"],
@@ -228,13 +231,15 @@ async def run_level(calls: int, seconds: float, workdir: Path,
 
 
 def _table(results: list[dict[str, object]]) -> str:
-    head = (f"{'provider':>8} {'calls':>6} {'cpu%':>6} {'ms cpu/call-s':>13} {'MB/call':>8} "
+    """Both carriers' server-side figures; on SIP the server is the pacer, so its
+    caller-clock figures follow in :func:`_sip_table`."""
+    head = (f"{'carrier':>7} {'provider':>8} {'calls':>6} {'cpu%':>6} {'ms cpu/call-s':>13} {'MB/call':>8} "
             f"{'in p50/p99 ms':>15} {'out p50/p99 ms':>15} {'barge-in p50/p99':>17} {'gen lag p99':>11}")
     rows = [head]
     for r in results:
         i, o, b = r["inbound_ms"], r["outbound_ms"], r["barge_in_ms"]
         rows.append(
-            f"{r['provider']:>8} {r['calls']:>6} {r['server_cpu_percent']:>6} {r['cpu_ms_per_call_second']:>13} "
+            f"{r.get('carrier', 'twilio'):>7} {r['provider']:>8} {r['calls']:>6} {r['server_cpu_percent']:>6} {r['cpu_ms_per_call_second']:>13} "
             f"{r['memory_mb_per_call']:>8} {i['p50']:>7.3f}/{i['p99']:<7.3f} "
             f"{o['p50']:>7.3f}/{o['p99']:<7.3f} {b['p50']:>8.3f}/{b['p99']:<8.3f} "
             f"{r['load_generator_lag_p99_ms']:>11}"
@@ -242,23 +247,43 @@ def _table(results: list[dict[str, object]]) -> str:
     return "\n".join(rows)
 
 
+def _sip_table(results: list[dict[str, object]]) -> str:
+    head = (f"{'SIP, caller clock':>17} {'calls':>6} {'failed':>6} {'RTP jitter p50/p99 ms':>21} "
+            f"{'in→model p50/p99 ms':>20} {'barge-in p50/p99 ms':>20}")
+    rows = [head]
+    for r in results:
+        if r.get("carrier") != "sip":
+            continue
+        j, i, b = r["caller_rtp_jitter_ms"], r["caller_inbound_to_model_ms"], r["caller_barge_in_ms"]
+        rows.append(f"{'':>17} {r['calls']:>6} {r['failed']:>6} {j['p50']:>10.3f}/{j['p99']:<10.3f} "
+                    f"{i['p50']:>9.3f}/{i['p99']:<10.3f} {b['p50']:>9.3f}/{b['p99']:<10.3f}")
+    return "\n".join(rows)
+
+
 async def _run(levels: list[int], seconds: float, providers: list[str],
-               provider_calls: int, cascade_turns: int = 0,
+               provider_calls: int, cascade_turns: int = 0, carriers: tuple[str, ...] = ("twilio", "sip"),
                ) -> tuple[list[dict[str, object]], dict[str, object] | None]:
+    from agentplatform.bench_sip import run_sip_level
+
     _pin(1)
     results: list[dict[str, object]] = []
     cascade: dict[str, object] | None = None
-    plan = [("openai", calls) for calls in levels]
-    plan += [(p, provider_calls) for p in providers if p != "openai"]
+    plan = [(carrier, "openai", calls) for calls in levels for carrier in carriers]
+    plan += [("twilio", p, provider_calls) for p in providers if p != "openai" and "twilio" in carriers]
     with tempfile.TemporaryDirectory() as tmp:
-        for provider, calls in plan:
-            print(f"-- {provider}: {calls} calls, {seconds:.0f} s window ...", flush=True)
+        for carrier, provider, calls in plan:
+            print(f"-- {carrier}/{provider}: {calls} calls, {seconds:.0f} s window ...", flush=True)
             try:
-                results.append(await run_level(calls, seconds, Path(tmp), provider))
+                if carrier == "sip":
+                    results.append(await run_sip_level(calls, seconds, Path(tmp)))
+                else:
+                    results.append(await run_level(calls, seconds, Path(tmp), provider))
             except Exception as exc:  # a saturated run is a result, not a crash
-                print(f"   {provider} at {calls} calls did not complete: {exc!r}", flush=True)
+                print(f"   {carrier}/{provider} at {calls} calls did not complete: {exc!r}", flush=True)
                 continue
             print(_table(results[-1:]).splitlines()[1], flush=True)
+            if carrier == "sip":
+                print(_sip_table(results[-1:]).splitlines()[1], flush=True)
         if cascade_turns:
             from agentplatform.bench_cascade import cascade_table, run_cascade
 
@@ -271,10 +296,11 @@ async def _run(levels: list[int], seconds: float, providers: list[str],
 def run_bench(args: argparse.Namespace) -> int:
     levels = args.calls or [10, 50, 100]
     providers = args.providers if args.providers is not None else list(SIMULATORS)
+    carriers = tuple(getattr(args, "carriers", None) or ("twilio", "sip"))
     results, cascade = asyncio.run(_run(levels, args.seconds, providers, min(levels),
-                                        args.cascade_turns))
+                                        args.cascade_turns, carriers))
     sustained = [r["calls"] for r in results
-                 if r["provider"] == "openai" and r["inbound_ms"]["p99"] < 10 and r["outbound_ms"]["p99"] < 10
+                 if r["provider"] == "openai" and r["carrier"] == "twilio" and r["inbound_ms"]["p99"] < 10 and r["outbound_ms"]["p99"] < 10
                  and r["failed"] == 0 and r["load_generator_lag_p99_ms"] < 20]
     summary = {"results": results, "max_calls_with_p99_under_10ms": max(sustained, default=0),
                "cascade": cascade, "cores": os.cpu_count()}
@@ -283,6 +309,9 @@ def run_bench(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(summary, indent=2))
     print()
     print(_table(results))
+    if any(r["carrier"] == "sip" for r in results):
+        print()
+        print(_sip_table(results))
     print(f"\nmost calls with p99 < 10 ms each way (load generator keeping up): "
           f"{summary['max_calls_with_p99_under_10ms']}")
     print(f"written to {out}")

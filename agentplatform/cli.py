@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="providers to measure (default: openai and every other simulator)")
     bench.add_argument("--cascade-turns", type=int, default=12,
                        help="questions asked of the offline cascade agent (0: skip)")
+    bench.add_argument("--carriers", nargs="*", choices=["twilio", "sip"], default=None,
+                       help="carriers to load at each level (default: twilio and sip, side by side)")
     bench.add_argument("--out", default="bench-results/bench.json")
     bench.set_defaults(func=_bench)
     return parser
