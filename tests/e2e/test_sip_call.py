@@ -15,9 +15,10 @@ import audioop
 import pytest
 
 from agentplatform.audio.frames import tone
+from agentplatform.storage import queries
 from agentplatform.carriers.registry import CARRIERS
 from agentplatform.testing.baresip_peer import BaresipPeer, wav_bytes
-from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
+from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, ToolRule
 from agentplatform.testing.sip_caller import SipCaller
 from agentplatform.testing.sipp_peer import SippPeer, free_udp_port
 from tests.carriers.sip.test_sipp_scenarios import UAC
@@ -112,3 +113,119 @@ async def test_baresip_calls_the_agent_and_hears_the_greeting_and_an_answer(new_
     assert [t.role for t in detail.turns][:3] == ["assistant", "user", "assistant"]
     assert detail.turns[1].text == CALLER_TEXT
 
+
+
+async def _call_recorded(server, engine, timeout: float = 5.0) -> None:
+    """Wait until the call has a record (it is written once the ACK arrives)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            await server.platform.writer.flush()
+            if queries.list_calls(engine):
+                return
+            await asyncio.sleep(0.05)
+
+
+def _sipp_uac(scenario: str, sip: dict[str, object], *, caller_audio: bytes = b"", pause_ms: int = 500,
+              timeout: float = 12.0) -> SippPeer:
+    return SippPeer(["-sf", str(UAC / scenario), "-s", AGENT_NUMBER, "-d", str(pause_ms)],
+                    remote=str(sip["sip_listen"]), files={"caller.ulaw": caller_audio or b"\xff" * 160},
+                    timeout=timeout)
+
+
+async def test_sip_dtmf_reaches_the_model_once_per_press(new_platform):
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=300) as sim:
+        platform = new_platform(sim)
+        sip = _sip_settings()
+        async with platform.server(**sip):
+            async with SipCaller(sip["sip_listen"], to=AGENT_NUMBER, dtmf_payload_type=96) as caller:
+                await caller.wait_for_audio(5)
+                await caller.wait_for_silence(200, 10)
+                heard = len(caller.heard_pcm())
+                await caller.send_dtmf("7")  # five packets, then the end packet three times
+                await caller.wait_for_audio(5, since=heard)
+    texts = [str(e["item"]) for e in sim.received if e["type"] == "conversation.item.create"]
+    assert sum("pressed 7" in t for t in texts) == 1, texts
+
+
+async def test_sip_barge_in_truncates_the_greeting_at_what_went_out(new_platform):
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=4000) as sim:
+        platform = new_platform(sim)
+        sip = _sip_settings()
+        async with platform.server(**sip) as server:
+            async with SipCaller(sip["sip_listen"], to=AGENT_NUMBER) as caller:
+                await caller.wait_for_audio(5)
+                await asyncio.sleep(1.0)  # about a second of the greeting...
+                await caller.say(SPEECH)  # ...then the caller talks over it
+                await caller.wait_for_silence(300, 10)
+            await asyncio.sleep(0.3)
+            detail = await closed_call_record(server, platform.engine())
+    assert sim.truncates, "no conversation.item.truncate reached the model"
+    item_id, audio_end_ms = sim.truncates[0]
+    assert audio_end_ms <= sim.connections[0].item_audio_ms[item_id]
+    assert 700 <= audio_end_ms <= 2000, audio_end_ms
+    assert detail.turns[0].role == "assistant" and detail.turns[0].interrupted
+
+
+async def test_sipp_options_gets_200(new_platform):
+    require_program("sipp")
+    async with OpenAIRealtimeServer() as sim:
+        sip = _sip_settings()
+        async with new_platform(sim).server(**sip):
+            async with _sipp_uac("uac_options.xml", sip) as sipp:
+                result = await sipp.wait()
+    assert result.ok, result.errors or result.output[-2000:]
+
+
+async def test_sipp_call_with_lost_invites_and_acks_completes(new_platform):
+    require_program("sipp")
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=300) as sim:
+        platform = new_platform(sim)
+        sip = _sip_settings()
+        async with platform.server(**sip) as server:
+            async with _sipp_uac("uac_retransmissions.xml", sip, pause_ms=3000) as sipp:
+                result = await sipp.wait()
+            await _call_recorded(server, platform.engine())
+            detail = await closed_call_record(server, platform.engine())
+    assert result.ok, result.errors or result.output[-2000:]
+    assert detail.carrier == "sip" and detail.end_reason == "caller_hung_up"
+
+
+async def test_sipp_cancel_before_the_answer_gets_487(new_platform):
+    require_program("sipp")
+    async with OpenAIRealtimeServer() as sim:
+        sip = _sip_settings()
+        async with new_platform(sim).server(**sip):
+            async with _sipp_uac("uac_cancel.xml", sip) as sipp:
+                result = await sipp.wait()
+    assert result.ok, result.errors or result.output[-2000:]
+
+
+async def test_agent_end_call_sends_bye_that_sipp_answers(new_platform):
+    require_program("sipp")
+    rules = [ToolRule(contains="bye", name="end_call", arguments="{}")]
+    speech = audioop.lin2ulaw(b"\0\0" * 20000 + SPEECH + b"\0\0" * 8000 * 4, 2)
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=500, tool_rules=rules, caller_texts=["Great, bye!"]) as sim:
+        platform = new_platform(sim)
+        sip = _sip_settings()
+        async with platform.server(**sip) as server:
+            async with _sipp_uac("uac_wait_for_bye.xml", sip, caller_audio=speech) as sipp:
+                result = await sipp.wait()
+            detail = await closed_call_record(server, platform.engine())
+    assert result.ok, result.errors or result.output[-2000:]
+    assert detail.end_reason == "agent_ended"
+
+
+async def test_agent_transfer_refers_sipp_which_notifies_200(new_platform):
+    require_program("sipp")
+    rules = [ToolRule(contains="someone", name="transfer_call", arguments='{"destination": "reception"}')]
+    speech = audioop.lin2ulaw(b"\0\0" * 20000 + SPEECH + b"\0\0" * 8000 * 4, 2)
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=500, tool_rules=rules,
+                                    caller_texts=["Can I talk to someone?"]) as sim:
+        platform = new_platform(sim)
+        sip = _sip_settings()
+        async with platform.server(**sip) as server:
+            async with _sipp_uac("uac_answer_refer.xml", sip, caller_audio=speech) as sipp:
+                result = await sipp.wait()
+            detail = await closed_call_record(server, platform.engine())
+    assert result.ok, result.errors or result.output[-2000:]
+    assert detail.end_reason == "transferred"
