@@ -12,11 +12,8 @@ from __future__ import annotations
 import asyncio
 import audioop
 
-import pytest
-
 from agentplatform.audio.frames import tone
 from agentplatform.storage import queries
-from agentplatform.carriers.registry import CARRIERS
 from agentplatform.testing.baresip_peer import BaresipPeer, wav_bytes
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, ToolRule
 from agentplatform.testing.sip_caller import SipCaller
@@ -28,12 +25,6 @@ from .conftest import AGENT_NUMBER, closed_call_record
 
 SPEECH = tone(440, 1200, 8000, amplitude=0.4)
 CALLER_TEXT = "Do you have a slot on Monday?"
-
-
-@pytest.fixture(autouse=True)
-def _sip_carrier_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until the registry lists the SIP carrier itself (then this is a no-op)."""
-    monkeypatch.setitem(CARRIERS, "sip", "agentplatform.carriers.sip.plugin:SipCarrier")
 
 
 def _sip_settings() -> dict[str, object]:
