@@ -254,17 +254,19 @@ class TwilioCallAudio(CallAudio):
 
     async def transfer(self, number: str) -> None:
         """Dial ``number`` in place of the stream (Twilio then sends ``stop``).
-        Without credentials, or if Twilio refuses, the call is ended instead."""
+
+        Without credentials, or if Twilio refuses, raise ``CarrierError`` and leave the
+        stream open: the caller stays with the agent, which tells them (the bridge)."""
         if self._control is None:
-            log.warning("call %s: cannot transfer without Twilio credentials; ending the call",
+            log.warning("call %s: cannot transfer without Twilio credentials",
                         self.info.call_id)
-            await self.close()
-            return
+            raise CarrierError("cannot transfer: no Twilio credentials (TWILIO_ACCOUNT_SID, "
+                               "TWILIO_AUTH_TOKEN)")
         try:
             await self._control.transfer(self.info.call_id, number)
         except CarrierError as exc:
-            log.warning("call %s: transfer failed (%s); ending the call", self.info.call_id, exc)
-            await self.close()
+            log.warning("call %s: transfer failed (%s); the caller stays", self.info.call_id, exc)
+            raise
 
     async def close(self) -> None:
         await self._close(NORMAL_CLOSURE, "")

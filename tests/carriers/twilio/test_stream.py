@@ -279,18 +279,23 @@ async def test_transfer_uses_rest_and_leaves_the_stream_to_twilio(running) -> No
 
 
 @pytest.mark.parametrize("control", [None, FakeControl(fail=True)])
-async def test_transfer_that_cannot_happen_ends_the_call(running, control) -> None:
+async def test_a_transfer_that_cannot_happen_raises_and_keeps_the_stream(running, control) -> None:
     shared = Harness()
+    refused: list[str] = []
 
     async def scenario(call: TwilioCallAudio) -> None:
-        await call.transfer("+15550123")
+        with pytest.raises(CarrierError) as exc:
+            await call.transfer("+15550123")
+        refused.append(str(exc.value))
+        await call.send_audio(bytes(160))  # the caller is still with us
         await shared.release.wait()
 
     async with running(scenario, control, shared) as (base_url, harness):
         ws = await open_stream(base_url, good_parameters())
-        with pytest.raises(ConnectionClosed):
-            while True:
-                await asyncio.wait_for(ws.recv(), 5)
-        assert ws.close_code == 1000
-        harness.release.set()
+        try:
+            sent = twilio.read_server_frame(await asyncio.wait_for(ws.recv(), 5))
+        finally:
+            harness.release.set()
+        assert isinstance(sent, twilio.ServerMedia) and refused
+        await ws.close()
         await asyncio.wait_for(harness.done.wait(), 5)
