@@ -173,7 +173,9 @@ async def test_sipp_call_with_lost_invites_and_acks_completes(new_platform):
         platform = new_platform(sim)
         sip = _sip_settings()
         async with platform.server(**sip) as server:
-            async with _sipp_uac("uac_retransmissions.xml", sip, pause_ms=3000) as sipp:
+            # Random loss: a run of lost INVITEs costs seconds of timer A (see the scenario).
+            async with _sipp_uac("uac_retransmissions.xml", sip, pause_ms=3000,
+                                 timeout=40.0) as sipp:
                 result = await sipp.wait()
             await _call_recorded(server, platform.engine())
             detail = await closed_call_record(server, platform.engine())

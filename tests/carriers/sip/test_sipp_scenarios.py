@@ -25,7 +25,6 @@ def _sipp() -> None:
 
 @pytest.mark.parametrize(("uac", "uas", "uas_args"), [
     ("uac_call_rtp_stream.xml", "uas_answer_echo.xml", ECHO),
-    ("uac_retransmissions.xml", "uas_answer_echo.xml", ECHO),
     ("uac_cancel.xml", "uas_trying_then_cancel.xml", []),
     ("uac_options.xml", "uas_options.xml", []),
     ("uac_wait_for_bye.xml", "uas_answer_then_bye.xml", []),
@@ -43,7 +42,11 @@ async def test_uac_scenario_completes_against_a_sipp_uas(uac: str, uas: str, uas
 
 
 def test_every_uac_scenario_is_checked_here() -> None:
-    checked = {"uac_call_rtp_stream.xml", "uac_retransmissions.xml", "uac_cancel.xml", "uac_options.xml",
+    checked = {"uac_call_rtp_stream.xml", "uac_cancel.xml", "uac_options.xml",
                "uac_wait_for_bye.xml", "uac_answer_refer.xml"}
-    assert {p.name for p in UAC.glob("uac_*.xml")} == checked
+    # The lossy scenario is checked against our server only (tests/e2e/test_sip_call.py):
+    # sipp as a UAS gives up on the call when an ACK is lost and the BYE comes first,
+    # or when its own 200 retransmissions run out, so against sipp it fails at random.
+    lossy = {"uac_retransmissions.xml"}
+    assert {p.name for p in UAC.glob("uac_*.xml")} == checked | lossy
     assert asyncio  # the scenarios run under the event loop above
