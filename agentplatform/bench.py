@@ -24,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -168,6 +170,67 @@ def _pct(values: list[float], p: float) -> float:
     return data[min(len(data) - 1, int(p / 100 * (len(data) - 1)))]
 
 
+@dataclass(slots=True)
+class SteadyState:
+    """What the server did in the measured window, with every call up."""
+
+    t0: float
+    t1: float
+    cpu_seconds: float
+    metrics: dict[str, Any]
+    rss_mb: float
+    lags: list[float]
+
+    def server_figures(self, calls: int, idle_rss: float) -> dict[str, object]:
+        """The server-side figures both carriers report, from this window."""
+        window = self.t1 - self.t0
+        call_seconds = max(1e-9, self.metrics["active_calls"] * window)
+        return {
+            "active_in_window": self.metrics["active_calls"],
+            "server_cpu_percent": round(100 * self.cpu_seconds / window, 1),
+            "cpu_ms_per_call_second": round(1000 * self.cpu_seconds / call_seconds, 3),
+            "cpu_seconds_per_call_minute": round(60 * self.cpu_seconds / call_seconds, 3),
+            "memory_mb_per_call": round(max(0.0, self.rss_mb - idle_rss) / max(1, calls), 3),
+            "inbound_ms": self.metrics["inbound_ms"],
+            "outbound_ms": self.metrics["outbound_ms"],
+            "barge_in_ms": self.metrics["barge_in_ms"],
+            "truncates": self.metrics["truncates"],
+            "load_generator_lag_p99_ms": round(_pct(self.lags, 99), 2),
+        }
+
+
+async def measure_steady_state(
+    server: Any, seconds: float, ramp: float,
+    start_callers: Callable[[float], list[asyncio.Task[Any]]],
+) -> SteadyState:
+    """Start the callers (told when to stop), wait until every call is up and past its
+    greeting, then read the server's CPU, memory and own metrics over ``seconds``,
+    while watching this process's loop lag (a late load generator skews everything)."""
+    pid = server.proc.pid
+    stop_at = time.monotonic() + ramp + 3.0 + seconds
+    stop = asyncio.Event()
+    lags: list[float] = []
+    lag_task = asyncio.create_task(_loop_lag(stop, lags))
+    tasks = start_callers(stop_at)
+    try:
+        await asyncio.sleep(ramp + 3.0)  # every call up and past its greeting
+        # A saturated server answers slowly: give the metrics request time.
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+            await client.post("/debug/metrics/reset")
+            lags.clear()
+            cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+            await asyncio.sleep(seconds)
+            cpu1, t1 = _cpu_seconds(pid), time.monotonic()
+            metrics = (await client.get("/debug/metrics")).json()
+        rss = _rss_mb(pid)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await lag_task
+    return SteadyState(t0=t0, t1=t1, cpu_seconds=cpu1 - cpu0, metrics=metrics, rss_mb=rss,
+                       lags=lags)
+
+
 async def run_level(calls: int, seconds: float, workdir: Path,
                     provider: str = "openai") -> dict[str, object]:
     agents = workdir / "agents"
@@ -179,54 +242,26 @@ async def run_level(calls: int, seconds: float, workdir: Path,
             "DATABASE_URL": f"sqlite:///{workdir / f'bench-{provider}-{calls}.db'}",
             "TWILIO_AUTH_TOKEN": SIMULATED_AUTH_TOKEN, "PUBLIC_URL": "", **provider_env,
         }, workdir)
-        pid = server.proc.pid
         try:
-            idle_rss = _rss_mb(pid)
+            idle_rss = _rss_mb(server.proc.pid)
             ramp = min(5.0, 0.02 * calls + 1.0)
             stats = {"connected": 0, "failed": 0, "barge_ins_heard": 0, "protocol_errors": 0}
-            stop_at = time.monotonic() + ramp + 3.0 + seconds
-            stop = asyncio.Event()
-            lags: list[float] = []
-            lag_task = asyncio.create_task(_loop_lag(stop, lags))
-            tasks = [asyncio.create_task(_one_caller(server.base_url, stop_at, ramp * i / calls, stats))
-                     for i in range(calls)]
-            await asyncio.sleep(ramp + 3.0)  # every call up and past its greeting
-            # A saturated server answers slowly: give the metrics request time.
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
-                await client.post("/debug/metrics/reset")
-                lags.clear()
-                cpu0, t0 = _cpu_seconds(pid), time.monotonic()
-                await asyncio.sleep(seconds)
-                cpu1, t1 = _cpu_seconds(pid), time.monotonic()
-                metrics = (await client.get("/debug/metrics")).json()
-            rss = _rss_mb(pid)
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await lag_task
+            state = await measure_steady_state(server, seconds, ramp, lambda stop_at: [
+                asyncio.create_task(_one_caller(server.base_url, stop_at, ramp * i / calls, stats))
+                for i in range(calls)])
         finally:
             server.proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 server.proc.wait(10)
-    window = t1 - t0
-    call_seconds = max(1e-9, metrics["active_calls"] * window)
     return {
         "carrier": "twilio",
         "provider": provider,
         "calls": calls,
         "connected": stats["connected"],
         "failed": stats["failed"],
-        "active_in_window": metrics["active_calls"],
-        "server_cpu_percent": round(100 * (cpu1 - cpu0) / window, 1),
-        "cpu_ms_per_call_second": round(1000 * (cpu1 - cpu0) / call_seconds, 3),
-        "cpu_seconds_per_call_minute": round(60 * (cpu1 - cpu0) / call_seconds, 3),
-        "memory_mb_per_call": round(max(0.0, rss - idle_rss) / max(1, calls), 3),
-        "inbound_ms": metrics["inbound_ms"],
-        "outbound_ms": metrics["outbound_ms"],
-        "barge_in_ms": metrics["barge_in_ms"],
-        "truncates": metrics["truncates"],
+        **state.server_figures(calls, idle_rss),
         "barge_ins_heard_by_callers": stats["barge_ins_heard"],
         "caller_protocol_errors": stats["protocol_errors"],
-        "load_generator_lag_p99_ms": round(_pct(lags, 99), 2),
     }
 
 

@@ -30,9 +30,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import httpx
 
-from agentplatform.bench import SPEECH, _cpu_seconds, _loop_lag, _pct, _rss_mb, start_server
+from agentplatform.bench import SPEECH, _pct, _rss_mb, measure_steady_state, start_server
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
 from agentplatform.testing.sip_caller import SILENT_RMS, ReceivedRtp, SipCaller
 from agentplatform.testing.sip_listening import barge_in_ms, jitter_ms, wait_for_voice
@@ -170,30 +169,15 @@ async def run_sip_level(calls: int, seconds: float, workdir: Path) -> dict[str, 
             "SIP_RTP_PORTS": f"{rtp}-{rtp + 2 * calls + 19}",
             "OPENAI_REALTIME_URL": sim.url, "OPENAI_API_KEY": sim.api_key,
         }, workdir)
-        pid = server.proc.pid
         try:
-            idle_rss = _rss_mb(pid)
+            idle_rss = _rss_mb(server.proc.pid)
             ramp = min(5.0, 0.02 * calls + 1.0)
             stats = {"connected": 0, "failed": 0}
             lines = [_Line(i) for i in range(calls)]
-            stop_at = time.monotonic() + ramp + 3.0 + seconds
-            stop = asyncio.Event()
-            lags: list[float] = []
-            lag_task = asyncio.create_task(_loop_lag(stop, lags))
-            tasks = [asyncio.create_task(_one_caller(address, line, stop_at, ramp * line.index / calls, stats))
-                     for line in lines]
-            await asyncio.sleep(ramp + 3.0)  # every call up and past its greeting
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
-                await client.post("/debug/metrics/reset")
-                lags.clear()
-                cpu0, t0 = _cpu_seconds(pid), time.monotonic()
-                await asyncio.sleep(seconds)
-                cpu1, t1 = _cpu_seconds(pid), time.monotonic()
-                metrics = (await client.get("/debug/metrics")).json()
-            rss = _rss_mb(pid)
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await lag_task
+            state = await measure_steady_state(server, seconds, ramp, lambda stop_at: [
+                asyncio.create_task(_one_caller(address, line, stop_at,
+                                                ramp * line.index / calls, stats))
+                for line in lines])
         finally:
             server.proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -202,25 +186,16 @@ async def run_sip_level(calls: int, seconds: float, workdir: Path) -> dict[str, 
     inbound: list[float] = []
     barge: list[float] = []
     for line in lines:
-        jitter += jitter_ms([r for r in line.received if t0 <= r.at <= t1])
-        spoke = [at for at in line.spoke if t0 <= at <= t1]
+        jitter += jitter_ms([r for r in line.received if state.t0 <= r.at <= state.t1])
+        spoke = [at for at in line.spoke if state.t0 <= at <= state.t1]
         inbound += pair_onsets(spoke, ear.onsets.get(line.index, []))
         barge += [ms for at in spoke if (ms := barge_in_ms(line.received, at)) is not None]
-    window = t1 - t0
-    call_seconds = max(1e-9, metrics["active_calls"] * window)
     return {
         "carrier": "sip", "provider": "openai", "calls": calls,
         "connected": stats["connected"], "failed": stats["failed"],
-        "active_in_window": metrics["active_calls"],
-        "server_cpu_percent": round(100 * (cpu1 - cpu0) / window, 1),
-        "cpu_ms_per_call_second": round(1000 * (cpu1 - cpu0) / call_seconds, 3),
-        "cpu_seconds_per_call_minute": round(60 * (cpu1 - cpu0) / call_seconds, 3),
-        "memory_mb_per_call": round(max(0.0, rss - idle_rss) / max(1, calls), 3),
-        "inbound_ms": metrics["inbound_ms"], "outbound_ms": metrics["outbound_ms"],
-        "barge_in_ms": metrics["barge_in_ms"], "truncates": metrics["truncates"],
+        **state.server_figures(calls, idle_rss),
         "caller_rtp_jitter_ms": _summary(jitter),
         "caller_inbound_to_model_ms": _summary(inbound),
         "caller_barge_in_ms": _summary(barge),
         "caller_protocol_errors": sum(line.protocol_errors for line in lines),
-        "load_generator_lag_p99_ms": round(_pct(lags, 99), 2),
     }

@@ -18,7 +18,9 @@ import contextlib
 import secrets
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -53,24 +55,24 @@ async def _transcript(base_url: str, call_sid: str) -> dict | None:
     return None
 
 
-async def place_call(base_url: str, number: str, utterances: list[bytes], turns: int,
-                     auth_token: str | None = None) -> tuple[TwilioCaller, list[float]]:
+async def _converse(caller: Any, utterances: list[bytes], turns: int, *,
+                    ended: Callable[[], bool],
+                    answer: Callable[[float], Awaitable[float]]) -> list[float]:
+    """Let the greeting play, then ask each question in turn and time the answer
+    (caller's last speech sent → first answer audio heard, ms); hang up at the end.
+    The carrier's caller decides what "ended" and "the answer started" mean."""
     latencies: list[float] = []
-    caller = TwilioCaller(base_url, to=number, auth_token=auth_token)
-    if not await caller.dial():
-        raise SystemExit(f"no stream: the server answered {caller.webhook_status}: "
-                         f"{caller.answer.xml if caller.answer else ''}")
     try:
         with contextlib.suppress(TimeoutError):
             await caller.wait_for_audio(10)
             await caller.wait_for_silence(400, 30)
         for turn in range(turns):
-            if caller.close_code is not None:
+            if ended():
                 break
             await caller.say(utterances[turn % len(utterances)])
             spoke_at = time.monotonic()
             try:
-                heard_at = await caller.wait_for_audio(15)
+                heard_at = await answer(spoke_at)
             except TimeoutError:
                 break
             latencies.append((heard_at - spoke_at) * 1000.0)
@@ -78,6 +80,18 @@ async def place_call(base_url: str, number: str, utterances: list[bytes], turns:
                 await caller.wait_for_silence(400, 30)
     finally:
         await caller.hang_up()
+    return latencies
+
+
+async def place_call(base_url: str, number: str, utterances: list[bytes], turns: int,
+                     auth_token: str | None = None) -> tuple[TwilioCaller, list[float]]:
+    caller = TwilioCaller(base_url, to=number, auth_token=auth_token)
+    if not await caller.dial():
+        raise SystemExit(f"no stream: the server answered {caller.webhook_status}: "
+                         f"{caller.answer.xml if caller.answer else ''}")
+    latencies = await _converse(
+        caller, utterances, turns, ended=lambda: caller.close_code is not None,
+        answer=lambda spoke_at: caller.wait_for_audio(15))
     return caller, latencies
 
 
@@ -85,29 +99,13 @@ async def place_sip_call(address: str, number: str, utterances: list[bytes],
                          turns: int) -> tuple[SipCaller, list[float]]:
     """The SIP twin of :func:`place_call`: each latency runs from the caller's last
     speech packet sent to the first voiced packet of the answer arriving."""
-    latencies: list[float] = []
     caller = SipCaller(address, to=number)
     if not await caller.dial():
         await caller.close()
         raise SystemExit(f"no call: the SIP server at {address} answered {caller.final_status}")
-    try:
-        with contextlib.suppress(TimeoutError):
-            await caller.wait_for_audio(10)
-            await caller.wait_for_silence(400, 30)
-        for turn in range(turns):
-            if caller.closed_by_server:
-                break
-            await caller.say(utterances[turn % len(utterances)])
-            spoke_at = time.monotonic()
-            try:
-                heard_at = await wait_for_voice(caller, spoke_at, 15)
-            except TimeoutError:
-                break
-            latencies.append((heard_at - spoke_at) * 1000.0)
-            with contextlib.suppress(TimeoutError):
-                await caller.wait_for_silence(400, 30)
-    finally:
-        await caller.hang_up()
+    latencies = await _converse(
+        caller, utterances, turns, ended=lambda: caller.closed_by_server,
+        answer=lambda spoke_at: wait_for_voice(caller, spoke_at, 15))
     return caller, latencies
 
 

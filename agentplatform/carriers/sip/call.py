@@ -151,13 +151,20 @@ class SipCallAudio(CallAudio):
 
     # ------------------------------------------------------------ requests from the caller
 
-    def on_bye(self, bye: SipRequest, tx: NonInviteServerTransaction) -> None:
+    def _accepted(self, request: SipRequest, tx: NonInviteServerTransaction) -> bool:
+        """Answer an in-dialog request: 200 when the dialog takes it (CSeq order, tags),
+        else the dialog's refusal; True when the request is to be acted on."""
         try:
-            self.dialog.accept_remote(bye)
+            self.dialog.accept_remote(request)
         except DialogError as exc:
-            tx.respond(response_to(bye, exc.status, exc.reason))
+            tx.respond(response_to(request, exc.status, exc.reason))
+            return False
+        tx.respond(response_to(request, 200))
+        return True
+
+    def on_bye(self, bye: SipRequest, tx: NonInviteServerTransaction) -> None:
+        if not self._accepted(bye, tx):
             return
-        tx.respond(response_to(bye, 200))
         self._finish(CALLER_HUNG_UP)
 
     def on_refresh(self, request: SipRequest,
@@ -200,12 +207,8 @@ class SipCallAudio(CallAudio):
 
     def on_notify(self, notify: SipRequest, tx: NonInviteServerTransaction) -> None:
         """Progress of our REFER (RFC 3515): a ``message/sipfrag`` status line."""
-        try:
-            self.dialog.accept_remote(notify)
-        except DialogError as exc:
-            tx.respond(response_to(notify, exc.status, exc.reason))
+        if not self._accepted(notify, tx):
             return
-        tx.respond(response_to(notify, 200))
         status = _sipfrag_status(notify.body)
         if status is None:
             self.signaling_counts["bad_sipfrag"] += 1
@@ -214,12 +217,7 @@ class SipCallAudio(CallAudio):
             self._refer_result.set_result(status)
 
     def on_info(self, request: SipRequest, tx: NonInviteServerTransaction) -> None:
-        try:
-            self.dialog.accept_remote(request)
-        except DialogError as exc:
-            tx.respond(response_to(request, exc.status, exc.reason))
-            return
-        tx.respond(response_to(request, 200))
+        self._accepted(request, tx)
 
     # ------------------------------------------------------------ CallAudio
 
