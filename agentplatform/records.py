@@ -33,11 +33,24 @@ class EndReason(StrEnum):
     OVER_BUDGET = "over_budget"  # the agent's or the platform's daily budget was spent
     CALLER_LIMIT = "caller_limit"  # the caller's daily call cap for this agent was reached
     DRAINING = "draining"  # the server is shutting down
+    # Outbound calls that never reached a conversation. ``busy`` above also stands for
+    # a callee whose line was busy (SIP 486/600, Twilio ``busy``): both are retried.
+    NO_ANSWER = "no_answer"  # rang until the ring timeout, or the callee declined
+    FAILED = "failed"  # the carrier could not place the call (bad number, trunk error)
+    # Answering-machine detection: a machine answered and the agent hung up, or left
+    # the agent's voicemail message and then hung up.
+    MACHINE_DETECTED = "machine_detected"
+    VOICEMAIL_LEFT = "voicemail_left"
+    # The caller said nothing through ``limits.idle_prompts_max`` prompts.
+    IDLE_TIMEOUT = "idle_timeout"
 
 
 REFUSED_REASONS = frozenset(
     {EndReason.BUSY, EndReason.OVER_BUDGET, EndReason.CALLER_LIMIT, EndReason.DRAINING}
 )
+
+# Outbound outcomes a campaign dials again later (with back-off).
+RETRYABLE_OUTBOUND_REASONS = frozenset({EndReason.BUSY, EndReason.NO_ANSWER})
 
 
 @dataclass(slots=True)

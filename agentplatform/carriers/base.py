@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from agentplatform.carriers.dialing import AnsweringMachine, OutboundRequest
+
 
 @dataclass(slots=True)
 class CallInfo:
@@ -25,6 +27,9 @@ class CallInfo:
     to_number: str = ""
     agent: str = ""
     parameters: dict[str, str] = field(default_factory=dict)
+    # Set on a call the platform placed (``carriers/dialing.py``): its record already
+    # exists under ``outbound.call_id``, and it says what to do with a machine.
+    outbound: OutboundRequest | None = None
 
 
 @dataclass(slots=True)
@@ -58,7 +63,7 @@ class StreamStopped:
     detail: str = ""
 
 
-CarrierEvent = InboundAudio | Dtmf | MarkPlayed | StreamStopped
+CarrierEvent = InboundAudio | Dtmf | MarkPlayed | StreamStopped | AnsweringMachine
 
 
 class CallAudio(abc.ABC):
@@ -87,6 +92,13 @@ class CallAudio(abc.ABC):
 
     @abc.abstractmethod
     async def transfer(self, number: str) -> None: ...
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Send touch-tones to the far end (IVR navigation): ``0-9*#``, ``w`` for a
+        half-second pause. A carrier that cannot raises ``CarrierError``."""
+        from agentplatform.errors import CarrierError
+
+        raise CarrierError(f"the {self.info.carrier} carrier cannot send DTMF")
 
     @abc.abstractmethod
     async def close(self) -> None:

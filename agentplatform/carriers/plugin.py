@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from agentplatform.carriers.base import CallAudio
+from agentplatform.carriers.dialing import OutboundRequest
 from agentplatform.config import Settings
 from agentplatform.single_use import SingleUseStore
 
@@ -46,6 +47,8 @@ class PlatformServices(Protocol):
     def call_finished(self, carrier_call_id: str) -> None: ...
 
     def count_malformed(self, carrier: str, kind: str, n: int) -> None: ...
+
+    def dial_ended(self, request: OutboundRequest, reason: str, detail: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,13 @@ class CarrierContext:
         its stream never closed and frees a slot reserved for a stream that never came."""
         self.services().call_finished(carrier_call_id)
 
+    def dial_ended(self, request: OutboundRequest, reason: str, detail: str = "") -> None:
+        """An outbound call that never reached a conversation: ``reason`` is an
+        end-reason value (``busy``, ``no_answer``, ``failed``); closes the record the
+        platform opened when it queued the call. Called at most once per request, and
+        never for a call handed over with ``handle_call``."""
+        self.services().dial_ended(request, reason, detail)
+
     def count_malformed(self, kind: str, n: int = 1) -> None:
         """Messages dropped as malformed outside any call (a bad datagram), by kind,
         for ``/metrics``; a call's own counts go in ``CallAudio.malformed_counts``."""
@@ -98,6 +108,8 @@ class Carrier(abc.ABC):
     """One carrier plug-in; built once per application with its context."""
 
     name: ClassVar[str]
+    # Whether ``place_call`` can place outbound calls (``carriers/dialing.py``).
+    can_dial: ClassVar[bool] = False
     public_paths: ClassVar[tuple[str, ...]] = ()
     server_paths: ClassVar[tuple[str, ...]] = ()
 
@@ -112,6 +124,19 @@ class Carrier(abc.ABC):
     def routes(self) -> APIRouter | None:
         """Endpoints to mount on the application, or ``None``."""
         return None
+
+    def dial_problem(self) -> str | None:
+        """Why this carrier cannot place a call with the present settings (missing
+        credentials, no outbound trunk), or ``None`` when it can."""
+        return None if self.can_dial else f"the {self.name} carrier cannot place calls"
+
+    async def place_call(self, request: OutboundRequest) -> None:
+        """Start dialing ``request``; return once the attempt is under way. Raises
+        ``CarrierError`` when it cannot start. See ``carriers/dialing.py`` for what
+        the carrier reports afterwards."""
+        from agentplatform.errors import CarrierError
+
+        raise CarrierError(self.dial_problem() or f"the {self.name} carrier cannot dial")
 
     async def start(self) -> None:
         """Open listeners; called in the lifespan once calls can be handled."""
