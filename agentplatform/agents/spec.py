@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -163,6 +163,32 @@ class Limits(_Section):
     daily_budget_usd: float | None = Field(default=None, gt=0)
     # Calls one caller number may place to this agent per UTC day (abuse stop).
     max_calls_per_caller_per_day: int | None = Field(default=None, ge=1, le=100_000)
+    # No input: this long after the agent finished speaking with the caller silent, the
+    # agent asks whether they are still there; after ``idle_prompts_max`` such prompts it
+    # says goodbye and hangs up (``idle_timeout``). ``None`` (the default) turns it off,
+    # so an agent never speaks up unasked unless its file says so; 8 suits most lines.
+    idle_prompt_seconds: float | None = Field(default=None, ge=2, le=600)
+    idle_prompts_max: int = Field(default=2, ge=0, le=10)
+
+
+class Recording(_Section):
+    """Record the call as a stereo WAV (left: the caller, right: the agent as the caller
+    heard it). ``announce`` is spoken to the caller before anything else, and recorded."""
+
+    enabled: bool = False
+    announce: str = Field(default="", max_length=1000)
+
+    @field_validator("announce")
+    @classmethod
+    def _spoken_text(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _announce_needs_recording(self) -> Recording:
+        if self.announce and not self.enabled:
+            raise ValueError("recording.announce is set but recording.enabled is false: "
+                             "set enabled: true, or remove the announcement")
+        return self
 
 
 class Credentials(_Section):
@@ -195,6 +221,7 @@ class AgentSpec(_Section):
     phone_numbers: list[str] = Field(default_factory=list)
     tools: list[Tool] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
+    recording: Recording = Field(default_factory=Recording)
     credentials: Credentials = Field(default_factory=Credentials)
     # Provider-keyed JSON merged last into that provider's session config.
     advanced: dict[str, AdvancedBlock] = Field(default_factory=dict)
