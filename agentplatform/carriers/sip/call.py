@@ -21,9 +21,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from enum import StrEnum
 from typing import Protocol
 
+from agentplatform.audio.amd import MachineDetector
 from agentplatform.carriers.base import (
     CallAudio, CallInfo, CarrierEvent, Dtmf, InboundAudio, MarkPlayed, StreamStopped,
 )
+from agentplatform.carriers.dialing import AnsweringMachine
+from agentplatform.carriers.dtmf import validate_dtmf
 from agentplatform.carriers.sip.dialog import (
     Dialog, DialogError, DialogState, SessionTimerOffer, SessionWatch, negotiate_session_timer,
     we_may_send,
@@ -63,6 +66,7 @@ class Media(Protocol):
     def mark(self, name: str) -> None: ...
     def clear(self) -> object: ...
     def set_hold(self, sending: bool) -> None: ...
+    async def send_dtmf(self, digits: str) -> None: ...
     def set_remote(self, addr: tuple[str, int] | None) -> None: ...
     async def close(self) -> None: ...
 
@@ -94,8 +98,10 @@ class SipCallAudio(CallAudio):
     """An answered SIP call. ``call_id`` is the SIP Call-ID."""
 
     def __init__(self, *, info: CallInfo, dialog: Dialog, media: Media, signaling: Signaling,
-                 sdp: bytes, session_id: int, session_timer: SessionTimerOffer | None) -> None:
+                 sdp: bytes, session_id: int, session_timer: SessionTimerOffer | None,
+                 detector: MachineDetector | None = None) -> None:
         self.info = info
+        self._detector = detector
         self.dialog = dialog
         self.media = media
         self.state = CallState.ANSWERED
@@ -144,6 +150,14 @@ class SipCallAudio(CallAudio):
         self.state = CallState.LIVE
         self.went_live = True
         return True
+
+    def confirmed(self) -> None:
+        """A call we placed: the callee's 2xx arrived and we ACKed it, so the call is
+        live from our side at once (no ACK to wait for)."""
+        if self.state is CallState.ANSWERED:
+            self.dialog.confirm()
+            self.state = CallState.LIVE
+            self.went_live = True
 
     def _on_no_ack(self) -> None:
         log.warning("call %s: no ACK for our 200 within 32 s; ending it", self.info.call_id)
@@ -239,6 +253,15 @@ class SipCallAudio(CallAudio):
     async def clear(self) -> None:
         if self.state is not CallState.ENDED:
             self.media.clear()
+
+    async def send_dtmf(self, digits: str) -> None:
+        """RFC 4733 telephone-events in the RTP stream, between audio frames; returns
+        once they went out. ``BadDtmf`` for a bad string; ``CarrierError`` when the
+        call is not live or the far end accepted no telephone-event."""
+        keys = validate_dtmf(digits)
+        if self.state is not CallState.LIVE:
+            raise CarrierError(f"call is {self.state}, cannot send DTMF")
+        await self.media.send_dtmf(keys)
 
     async def hang_up(self, say: str | None = None) -> None:
         """Our BYE, once the queued goodbye has gone out on the wire. ``say`` cannot
@@ -346,8 +369,15 @@ class SipCallAudio(CallAudio):
             if isinstance(event, MarkPlayed) and event.name == HANGUP_MARK:
                 self._drained.set()
                 continue
-            if self.state is not CallState.ENDED:
-                self._queue.put_nowait(event)
+            if self.state is CallState.ENDED:
+                continue
+            if self._detector is not None and isinstance(event, InboundAudio):
+                for decision in self._detector.feed(event.audio):
+                    self._queue.put_nowait(AnsweringMachine(decision.verdict, decision.greeting_ended,
+                                                            decision.cue))
+                if self._detector.finished:
+                    self._detector = None  # nothing more to decide: no cost per frame
+            self._queue.put_nowait(event)
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from agentplatform.carriers.sip.messages import (
-    Headers, NameAddr, SipRequest, SipUri, Via, cseq, format_name_addr, format_uri, format_via,
+    Headers, NameAddr, SipRequest, SipResponse, SipUri, Via, cseq, format_name_addr, format_uri, format_via,
     new_branch, parse_name_addr, parse_uri,
 )
 from agentplatform.carriers.sip.transactions import Handle, Timers
@@ -75,6 +75,29 @@ class Dialog:
             local_contact=local_contact, remote_cseq=remote_cseq,
         )
 
+    @classmethod
+    def from_2xx(cls, invite: SipRequest, ok: SipResponse) -> Dialog:
+        """The UAC side of the dialog our INVITE's 2xx creates (§12.1.2): the
+        answerer's Contact is the remote target, its Record-Route reversed the
+        route set; our From is the local URI, the 2xx's To (with its tag) the remote."""
+        contacts = ok.headers.get_all("Contact")
+        if not contacts:
+            raise DialogError(400, "Bad Request", "the 2xx has no Contact")
+        local = parse_name_addr(invite.headers.get("From") or "")
+        remote = parse_name_addr(ok.headers.get("To") or "")
+        local_cseq, _ = cseq(invite.headers)
+        return cls(
+            call_id=invite.headers.get("Call-ID") or "",
+            local_tag=str(local.params.get("tag") or ""),
+            remote_tag=str(remote.params.get("tag") or ""),
+            local_uri=format_name_addr(_without_tag(local)),
+            remote_uri=format_name_addr(_without_tag(remote)),
+            remote_target=parse_name_addr(contacts[0]).uri,
+            route_set=list(reversed(ok.headers.get_all("Record-Route"))),
+            local_contact=invite.headers.get("Contact") or "",
+            remote_cseq=0, local_cseq=local_cseq,
+        )
+
     def matches(self, request: SipRequest) -> bool:
         """The request is in this dialog: Call-ID, our tag on To, theirs on From."""
         to_tag = parse_name_addr(request.headers.get("To") or "").params.get("tag")
@@ -108,8 +131,10 @@ class Dialog:
                     content_type: str | None = None) -> SipRequest:
         """Our next request in this dialog (§12.2.1.1): loose routing puts the
         remote target in the Request-URI and the route set in Route; a strict
-        first hop (no ``lr``) takes the Request-URI itself."""
-        self.local_cseq += 1
+        first hop (no ``lr``) takes the Request-URI itself. The ACK of a 2xx
+        keeps the INVITE's CSeq number (§13.2.2.4); every other request takes the next."""
+        if method != "ACK":
+            self.local_cseq += 1
         uri, routes = self._request_uri_and_routes()
         headers = Headers()
         headers.add("Via", format_via(Via("UDP", via_host, via_port,

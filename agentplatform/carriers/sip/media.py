@@ -31,6 +31,7 @@ from typing import Protocol
 
 from agentplatform.audio.codecs import ALAW_SILENCE, alaw_to_ulaw, ulaw_to_alaw
 from agentplatform.carriers.base import Dtmf, InboundAudio, MarkPlayed
+from agentplatform.carriers.sip.dtmf_out import Tick, plan_ticks
 from agentplatform.carriers.sip.playout import PlayoutBuffer
 from agentplatform.carriers.sip.rtp import (
     CLOCK_RATE,
@@ -127,6 +128,10 @@ class RtpSession:
         self._rtcp_transport: asyncio.DatagramTransport | None = None
         self._pacer: asyncio.Task | None = None
         self._count = Counter[str]()
+        self._dtmf_ticks: deque[Tick] = deque()  # telephone-events to send (dtmf_out)
+        self._dtmf_sent = asyncio.Event()
+        self._dtmf_sent.set()
+        self._event_timestamp = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -188,7 +193,18 @@ class RtpSession:
         for transport in (self._rtp_transport, self._rtcp_transport):
             if transport is not None:
                 transport.close()
+        self._dtmf_ticks.clear()
+        self._dtmf_sent.set()
         self._wake.set()
+
+    def restart_inbound(self) -> None:
+        """The call we placed was answered: what came in while it rang (early media)
+        is dropped, not heard by anyone, and the media timeout counts from now."""
+        self._events.clear()
+        self._deliver(self._reorder.flush())
+        self._events.clear()
+        self._last_rx = self._loop.time()
+        self.timed_out.clear()
 
     # ------------------------------------------------------------- outbound
 
@@ -212,6 +228,19 @@ class RtpSession:
         for name in pending:
             self._emit(MarkPlayed(name))
         return pending
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Send validated ``digits`` (keys and ``w``) as RFC 4733 telephone-events in
+        the pacer's ticks; returns once the last end packet went out. ``CarrierError``
+        when the far end accepted no telephone-event payload type."""
+        if self.dtmf_payload_type is None:
+            raise CarrierError("the far end did not accept telephone-event: no DTMF can be sent")
+        if self._closed:
+            raise CarrierError("the call's media is closed")
+        self._dtmf_ticks.extend(plan_ticks(digits))
+        if self._dtmf_ticks:
+            self._dtmf_sent.clear()
+        await self._dtmf_sent.wait()
 
     def set_hold(self, sending: bool) -> None:
         """``sending=False`` while the caller holds us (sendonly/inactive): the pacer
@@ -258,13 +287,35 @@ class RtpSession:
         if not self._sending:
             self._sender.skip(1)
             return
+        if self._dtmf_ticks and self._send_dtmf_tick():
+            return
         frame, marks = self._playout.take_frame()
         if frame is None:
             payload = self._silence
             self._count["silence_out"] += 1
         else:
             payload = ulaw_to_alaw(frame) if self._alaw else frame
-        packet = self._sender.next_packet(payload)
+        self._send_packet(self._sender.next_packet(payload))
+        for name in marks:
+            self._emit(MarkPlayed(name))
+
+    def _send_dtmf_tick(self) -> bool:
+        """This tick's part of a DTMF string; True when it sent a telephone-event
+        (the tick's audio then waits in the playout buffer)."""
+        tick = self._dtmf_ticks.popleft()
+        if not self._dtmf_ticks:
+            self._dtmf_sent.set()
+        if tick is None or self.dtmf_payload_type is None:
+            return False
+        if tick.first:
+            self._event_timestamp = self._sender.timestamp
+        packet = self._sender.event_packet(self.dtmf_payload_type, self._event_timestamp,
+                                           tick.payload, marker=tick.first)
+        self._send_packet(packet)
+        self._count["dtmf_out"] += 1
+        return True
+
+    def _send_packet(self, packet: bytes) -> None:
         if self._remote is not None and self._rtp_transport is not None:
             try:
                 self._rtp_transport.sendto(packet, self._remote)
@@ -272,8 +323,6 @@ class RtpSession:
             except OSError as exc:
                 self._count["send_errors"] += 1
                 log.debug("RTP send to %s failed: %s", self._remote, exc)
-        for name in marks:
-            self._emit(MarkPlayed(name))
 
     # -------------------------------------------------------------- inbound
 
@@ -395,6 +444,7 @@ class RtpSession:
             "malformed": dict(self.malformed_counts),
             "rtcp_in": count["rtcp_in"],
             "dtmf": count["dtmf"],
+            "dtmf_out": count["dtmf_out"],
             "resyncs": count["resyncs"],
             "frames_skipped": count["frames_skipped"],
             "relatches": count["relatches"],

@@ -386,6 +386,18 @@ class RtpSender:
         self.timestamp = (self.timestamp + len(payload)) % _TS_MOD
         return packet
 
+    def event_packet(self, payload_type: int, event_timestamp: int, payload: bytes, *,
+                     marker: bool) -> bytes:
+        """A telephone-event packet sent in one tick's place (RFC 4733 §2.3): it
+        carries its event's start timestamp; sequence and the stream clock move on
+        as for audio, so the audio after the key continues the same timeline."""
+        packet = build_rtp(payload_type=payload_type, sequence=self.sequence,
+                           timestamp=event_timestamp, ssrc=self.ssrc, payload=payload, marker=marker)
+        self._first = False
+        self.sequence = (self.sequence + 1) % _SEQ_MOD
+        self.timestamp = (self.timestamp + FRAME_SAMPLES) % _TS_MOD
+        return packet
+
     def skip(self, frames: int) -> None:
         """Time passed without a packet (hold, or the loop fell behind): the
         timestamp moves on with the clock; the sequence does not, as nothing was lost."""

@@ -14,7 +14,9 @@ What lives here:
   ACK (§13.3.1.4): T1, doubling to T2, giving up at 64·T1 (the caller sends BYE).
 - ``NonInviteServerTransaction``: the final response is cached and resent to
   retransmitted requests for timer J (64·T1).
-- ``NonInviteClientTransaction``: our BYE, REFER, NOTIFY: timer E resends
+- ``InviteClientTransaction``: our INVITE when we place a call: timer A resends,
+  timer B gives up, a non-2xx final is ACKed here, a 2xx handed to the dialog.
+- ``NonInviteClientTransaction``: our BYE, REFER, NOTIFY, CANCEL: timer E resends
   (T1 doubling to T2), timer F (64·T1) reports a timeout.
 - ``TransactionTable``: matching by branch and method (§17.1.3, §17.2.3).
 """
@@ -27,7 +29,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from agentplatform.carriers.sip.messages import (
-    SipRequest, SipResponse, build_message, cseq, response_to, top_via,
+    Headers, SipRequest, SipResponse, build_message, cseq, response_to, top_via,
 )
 
 log = logging.getLogger(__name__)
@@ -293,6 +295,98 @@ class NonInviteClientTransaction(_Timed):
         self._on_final(response)
 
 
+class InviteClientTransaction(_Timed):
+    """§17.1.1 over UDP, with RFC 6026's Accepted state: our INVITE.
+
+    Timer A resends the INVITE (T1, doubling) until any response; timer B (64·T1)
+    without one calls ``on_timeout``. A provisional response goes to
+    ``on_provisional``. A non-2xx final is ACKed here with the INVITE's branch
+    (§17.1.1.3), reported once to ``on_final``, and its retransmissions get the ACK
+    again until timer D. A 2xx goes to ``on_final`` too — its ACK is the dialog's
+    job (§13.2.2.4) — and every retransmission of it to ``on_2xx_again`` for 64·T1
+    (timer M), so the ACK can be resent.
+    """
+
+    def __init__(self, invite: SipRequest, send: Send, timers: Timers, *,
+                 on_final: Callable[[SipResponse], None],
+                 on_timeout: Callable[[], None],
+                 on_provisional: Callable[[SipResponse], None] | None = None,
+                 on_2xx_again: Callable[[SipResponse], None] | None = None,
+                 on_terminated: Callable[[], None] | None = None) -> None:
+        super().__init__(timers, on_terminated)
+        self.request = invite
+        self._send = send
+        self._bytes = build_message(invite)
+        self._on_final = on_final
+        self._on_timeout = on_timeout
+        self._on_provisional = on_provisional
+        self._on_2xx_again = on_2xx_again
+        self._ack_bytes = b""
+        self.state = TxState.TRYING  # "Calling" in §17.1.1
+        self._send(self._bytes)
+        self._start("A", T1, lambda: self._timer_a(T1))
+        self._start("B", TIMEOUT, self._timer_b)
+
+    def _timer_a(self, interval: float) -> None:
+        if self.state is not TxState.TRYING:
+            return
+        self._send(self._bytes)
+        self._start("A", interval * 2, lambda: self._timer_a(interval * 2))
+
+    def _timer_b(self) -> None:
+        if self.state is not TxState.TRYING:
+            return
+        self.terminate()
+        self._on_timeout()
+
+    def receive_response(self, response: SipResponse) -> None:
+        status = response.status
+        if self.state in (TxState.TRYING, TxState.PROCEEDING) and status < 200:
+            self.state = TxState.PROCEEDING
+            self._stop("A")
+            self._stop("B")
+            if self._on_provisional is not None:
+                self._on_provisional(response)
+        elif self.state in (TxState.TRYING, TxState.PROCEEDING) and status < 300:
+            self._move((TxState.TRYING, TxState.PROCEEDING), TxState.ACCEPTED)
+            self._stop("A")
+            self._stop("B")
+            self._start("M", TIMEOUT, self.terminate)
+            self._on_final(response)
+        elif self.state in (TxState.TRYING, TxState.PROCEEDING):
+            self._move((TxState.TRYING, TxState.PROCEEDING), TxState.COMPLETED)
+            self._stop("A")
+            self._stop("B")
+            self._ack_bytes = build_message(ack_for_error(self.request, response))
+            self._send(self._ack_bytes)
+            self._start("D", TIMEOUT, self.terminate)
+            self._on_final(response)
+        elif self.state is TxState.ACCEPTED and 200 <= status < 300:
+            if self._on_2xx_again is not None:
+                self._on_2xx_again(response)
+        elif self.state is TxState.COMPLETED and status >= 300:
+            self._send(self._ack_bytes)  # our ACK was lost: the final came again
+
+
+def ack_for_error(invite: SipRequest, response: SipResponse) -> SipRequest:
+    """§17.1.1.3: the ACK of a non-2xx final response — the INVITE's Request-URI,
+    top Via (so its branch), From, Call-ID, Route and CSeq number; the response's To."""
+    headers = Headers()
+    headers.add("Via", invite.headers.get_all("Via")[0])
+    headers.add("Max-Forwards", "70")
+    for route in invite.headers.get_all("Route"):
+        headers.add("Route", route)
+    headers.add("From", invite.headers.get("From") or "")
+    headers.add("To", response.headers.get("To") or "")
+    headers.add("Call-ID", invite.headers.get("Call-ID") or "")
+    number, _ = cseq(invite.headers)
+    headers.add("CSeq", f"{number} ACK")
+    return SipRequest("ACK", invite.uri, headers)
+
+
+ClientTransaction = InviteClientTransaction | NonInviteClientTransaction
+
+
 ServerTransaction = InviteServerTransaction | NonInviteServerTransaction
 
 
@@ -301,7 +395,7 @@ class TransactionTable:
 
     def __init__(self) -> None:
         self.server: dict[tuple[str, str, str], ServerTransaction] = {}
-        self.client: dict[tuple[str, str, str], NonInviteClientTransaction] = {}
+        self.client: dict[tuple[str, str, str], ClientTransaction] = {}
 
     def find_server(self, request: SipRequest) -> ServerTransaction | None:
         branch, sent_by, method = transaction_key(request)
@@ -322,10 +416,10 @@ class TransactionTable:
     def remove_server(self, key: tuple[str, str, str]) -> None:
         self.server.pop(key, None)
 
-    def find_client(self, response: SipResponse) -> NonInviteClientTransaction | None:
+    def find_client(self, response: SipResponse) -> ClientTransaction | None:
         return self.client.get(transaction_key(response))
 
-    def add_client(self, key: tuple[str, str, str], tx: NonInviteClientTransaction) -> None:
+    def add_client(self, key: tuple[str, str, str], tx: ClientTransaction) -> None:
         self.client[key] = tx
 
     def remove_client(self, key: tuple[str, str, str]) -> None:
