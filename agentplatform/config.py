@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     # then to a per-process random secret (fine for one process).
     stream_token_secret: str = ""
     stream_token_ttl_seconds: int = 120
+    # Twilio's REST API (outbound calls, hang-up, transfer); a simulator in tests.
+    twilio_api_base_url: str = "https://api.twilio.com"
+    # How long an outbound Twilio call rings before it counts as no answer (5-600).
+    twilio_ring_timeout_seconds: int = Field(default=30, ge=5, le=600)
 
     # Model providers (platform keys). URL overrides point adapters at simulators.
     openai_api_key: str = ""
@@ -108,6 +112,14 @@ class Settings(BaseSettings):
     sip_public_address: str = ""  # for SDP c= and Contact; default: the listen host
     sip_allowed_peers: str = ""
     sip_rtp_timeout_seconds: float = 30.0
+    # Calls placed over the trunk: SIP_OUTBOUND_URI is a template with {number}, e.g.
+    # sip:{number}@trunk.example:5060; unset = the SIP carrier places no calls. The
+    # trunk's address must be in SIP_ALLOWED_PEERS (its BYE comes from there).
+    sip_outbound_uri: str = ""
+    sip_username: str = ""  # digest credentials when the trunk challenges (401/407)
+    sip_password: str = ""
+    sip_from_number: str = ""  # caller id when the call names no "from"
+    sip_ring_timeout_seconds: float = 30.0  # then CANCEL: no_answer
 
     # Server.
     host: str = "127.0.0.1"
