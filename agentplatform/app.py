@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -14,7 +15,8 @@ from fastapi import FastAPI
 from agentplatform.agents.store import AgentStore
 from agentplatform.bridge.call import CallDeps, CallSession
 from agentplatform.bridge.metrics import METRICS
-from agentplatform.carriers.base import CallAudio
+from agentplatform.carriers.base import CallAudio, CallInfo
+from agentplatform.carriers.dialing import OutboundRequest
 from agentplatform.carriers.plugin import Carrier
 from agentplatform.carriers.registry import enabled_carriers
 from agentplatform.catalog import Catalog, load_catalog
@@ -24,6 +26,7 @@ from agentplatform.limits.drain import Drain
 from agentplatform.limits.gate import CallGate, open_limit_store
 from agentplatform.observability.logging import bind_call
 from agentplatform.observability.metrics import Gauges, PlatformMetrics
+from agentplatform.outbound import Dialer
 from agentplatform.records import EndReason
 from agentplatform.single_use import SingleUseStore, single_use_store
 from agentplatform.storage.database import make_engine
@@ -52,6 +55,8 @@ class Platform:
     observer: PlatformMetrics | None = None
     # Spent token ids (stream tokens, browser call tokens, revoked sessions).
     single_use: SingleUseStore | None = None
+    # Places outbound calls (API, CLI, campaigns); built by the lifespan.
+    dialer: Dialer | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def admit_call(self, carrier: str, call_sid: str, agent: str, from_number: str,
@@ -97,7 +102,7 @@ class Platform:
             finally:
                 self.calls.discard(task)
                 if self.admission is not None:
-                    await self.admission.release(audio.info.call_id)
+                    await self.admission.release(slot_holder(audio.info))
                 self._count_malformed(audio)
 
     def _count_malformed(self, audio: CallAudio) -> None:
@@ -107,6 +112,30 @@ class Platform:
     def count_malformed(self, carrier: str, kind: str, n: int) -> None:
         if self.observer is not None and n:
             self.observer.malformed_carrier_messages.labels(carrier, kind).inc(n)
+
+    def dial_ended(self, request: OutboundRequest, reason: str, detail: str) -> None:
+        """An outbound call nobody answered: close its queued record with ``reason``
+        (``busy``, ``no_answer``, ``failed``) and free the slot it held."""
+        try:
+            end = EndReason(reason)
+        except ValueError:
+            log.warning("call %s: carrier gave unknown end reason %r", request.call_id, reason)
+            end, detail = EndReason.FAILED, f"{reason}: {detail}"
+        log.info("call %s to %s: %s %s", request.call_id, request.to_number, end, detail)
+        self.writer.call_ended(request.call_id, end, detail)
+        if self.observer is not None:
+            self.observer.calls_ended.labels(str(end)).inc()
+        if self.admission is not None:
+            self._in_background(self.admission.release(request.call_id))
+
+    def dial_progress(self, request: OutboundRequest, status: str,
+                      carrier_call_id: str) -> None:
+        self.writer.call_status(request.call_id, status, carrier_call_id)
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def call_finished(self, call_sid: str) -> None:
         """The carrier says the call is over: close a record its stream left open,
@@ -134,6 +163,12 @@ class Platform:
             task.cancel()
         if self.calls:
             await asyncio.wait(list(self.calls), timeout=5)
+
+
+def slot_holder(info: CallInfo) -> str:
+    """Whose concurrency slot a call holds: an outbound call keeps the one the dial
+    service took under its platform id; an inbound one holds it under the carrier's."""
+    return info.outbound.call_id if info.outbound is not None else info.call_id
 
 
 def _warm_cascade(store: AgentStore, catalog: Catalog) -> asyncio.Task[None] | None:
@@ -166,6 +201,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             platform = Platform(settings, catalog, store, writer, http,
                                 admission=Admission(gate, drain, writer, observer),
                                 observer=observer, single_use=single_use)
+            platform.dialer = Dialer(store, carriers, writer, admission=platform.admission,
+                                     observer=observer)
             app.state.platform = platform
             observer.watch(_live_gauges(platform, writer, drain))
             keeper = asyncio.create_task(gate.keep_leases())

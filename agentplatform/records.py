@@ -63,6 +63,9 @@ class CallStart:
     from_number: str = ""
     to_number: str = ""
     parameters: dict[str, str] = field(default_factory=dict)
+    # A call the platform placed: its row was written ``queued`` by the dial service
+    # under ``call_id``, so starting it updates that row instead of adding one.
+    outbound: bool = False
 
 
 class CallRecorder(Protocol):

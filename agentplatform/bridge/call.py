@@ -32,7 +32,11 @@ from agentplatform.audio.codecs import pcm16_to_ulaw, ulaw_to_pcm16
 from agentplatform.audio.resample import make_resampler
 from agentplatform.bridge.metrics import METRICS, BridgeMetrics
 from agentplatform.bridge.playback import PlaybackTracker
+from agentplatform.bridge.answering import (
+    GREETING_END_SECONDS, HOLD_SECONDS, AnsweringGate, Decision, Step,
+)
 from agentplatform.carriers.base import CallAudio, Dtmf, InboundAudio, MarkPlayed, StreamStopped
+from agentplatform.carriers.dialing import AnsweringMachine
 from agentplatform.catalog import Catalog
 from agentplatform.config import Settings
 from agentplatform.errors import CarrierError, PlatformError
@@ -128,7 +132,10 @@ class CallSession:
         self.audio = audio
         self.agent = agent
         self.deps = deps
-        self.call_id = uuid.uuid4().hex
+        # A call the platform placed keeps the id its record was queued under.
+        outbound = audio.info.outbound
+        self.call_id = outbound.call_id if outbound is not None else uuid.uuid4().hex
+        self.answering = AnsweringGate(outbound)
         self.state = CallState.CONNECTING
         self.model: ModelSession | None = None
         self.model_id = agent.model
@@ -174,7 +181,8 @@ class CallSession:
         self.deps.recorder.call_started(CallStart(
             call_id=self.call_id, carrier_call_id=info.call_id, agent=self.agent.name,
             model=self.agent.model, carrier=info.carrier, from_number=info.from_number,
-            to_number=info.to_number, parameters=dict(info.parameters),
+            to_number=info.to_number, parameters=dict(self._context().params),
+            outbound=info.outbound is not None,
         ))
         try:
             self.model = await self._open_model()
@@ -182,11 +190,10 @@ class CallSession:
                 await self._finish(EndReason.PROVIDER_ERROR, "no model could be reached")
                 return EndReason.PROVIDER_ERROR
             self._transition((CallState.CONNECTING,), CallState.LIVE)
-            if self.agent.greeting:
-                greeting = render(self.agent.greeting, self._context())
-                await self.model.request_response(
-                    f'Greet the caller now. Say exactly: "{greeting}"'
-                )
+            if self.answering.holds:  # outbound: not a word before the verdict
+                self._spawn(self._hold_for_verdict())
+            else:
+                await self._greet()
             self._spawn(self._carrier_loop())
             self._spawn(self._model_loop())
             self._spawn(self._limit_timer())
@@ -203,11 +210,20 @@ class CallSession:
         assert self.end_reason is not None
         return self.end_reason
 
+    async def _greet(self) -> None:
+        if self.agent.greeting and self.model is not None:
+            greeting = render(self.agent.greeting, self._context())
+            await self.model.request_response(
+                f'Greet the caller now. Say exactly: "{greeting}"'
+            )
+
     def _context(self) -> CallContext:
         info = self.audio.info
+        # An outbound call's params are the ones it was placed with.
+        params = info.outbound.params if info.outbound is not None else info.parameters
         return CallContext(
             caller_number=info.from_number, called_number=info.to_number,
-            call_id=info.call_id, agent_name=self.agent.name, params=dict(info.parameters),
+            call_id=info.call_id, agent_name=self.agent.name, params=dict(params),
             timezone=self.agent.timezone,
         )
 
@@ -313,6 +329,7 @@ class CallSession:
             Dtmf: self._on_dtmf,
             MarkPlayed: self._on_mark,
             StreamStopped: self._on_stream_stopped,
+            AnsweringMachine: self._on_answering_machine,
         }
         async for event in self.audio.events():
             await handlers[type(event)](event)
@@ -325,6 +342,8 @@ class CallSession:
 
     async def _on_inbound_audio(self, frame: InboundAudio) -> None:
         assert self.model is not None
+        if self.answering.muted:  # before the verdict, or a machine: the model hears nothing
+            return
         if self._passthrough:
             await self.model.send_audio(frame.audio)
         else:
@@ -354,6 +373,68 @@ class CallSession:
             self._set_end(EndReason.CARRIER_ERROR, event.detail or event.reason)
         else:
             self._set_end(EndReason.CALLER_HUNG_UP, "caller hung up")
+
+    # ------------------------------------------------------------------ answering machines
+
+    async def _on_answering_machine(self, event: AnsweringMachine) -> None:
+        self.deps.recorder.event(self.call_id, "answering_machine", {
+            "verdict": event.verdict, "greeting_ended": event.greeting_ended,
+            "detail": event.detail})
+        await self._answer(self.answering.on_verdict(event))
+
+    async def _hold_for_verdict(self) -> None:
+        await asyncio.sleep(HOLD_SECONDS)
+        decision = self.answering.hold_ran_out()
+        if decision.step is Step.GREET:
+            self.deps.recorder.event(self.call_id, "answering_machine",
+                                     {"verdict": "none", "detail": f"none in {HOLD_SECONDS:g} s"})
+        await self._answer(decision)
+
+    async def _wait_for_beep(self) -> None:
+        await asyncio.sleep(GREETING_END_SECONDS)
+        await self._answer(self.answering.greeting_ran_long())
+
+    async def _answer(self, decision: Decision) -> None:
+        """Carry out what the answering gate decided (``bridge/answering.py``)."""
+        if decision.interrupt:
+            await self._stop_speaking()
+        if decision.step is Step.GREET:
+            await self._greet()
+        elif decision.step is Step.HANG_UP:
+            self._set_end(EndReason.MACHINE_DETECTED, f"answered by {self.answering.verdict}")
+        elif decision.step is Step.AWAIT_BEEP:
+            self._spawn(self._wait_for_beep())
+        elif decision.step is Step.LEAVE_MESSAGE:
+            self._spawn(self._leave_voicemail())
+
+    async def _stop_speaking(self) -> None:
+        """Drop what the agent is saying (to a machine, after the hold ran out)."""
+        await self.audio.clear()
+        self.playback.cleared()
+        if self._to_carrier is not None:
+            self._to_carrier.reset()
+        if self.model is not None:
+            await self.model.cancel_response()
+
+    async def _leave_voicemail(self) -> None:
+        """Speak the voicemail message through the model, wait until it has been
+        played to the machine, then end the call ``voicemail_left``."""
+        if self.model is None or self._ending is not None:
+            return
+        self._ending = _Ending(EndReason.VOICEMAIL_LEFT)
+        self.state = CallState.ENDING
+        self.deps.recorder.event(self.call_id, "ending",
+                                 {"reason": EndReason.VOICEMAIL_LEFT.value})
+        before = set(self.playback.items)
+        await self.model.request_response(self.answering.voicemail_instruction())
+        deadline = time.monotonic() + GOODBYE_GRACE_SECONDS + len(
+            self.answering.voicemail_message) / 10.0
+        while time.monotonic() < deadline:
+            spoken = [i for key, i in self.playback.items.items() if key not in before]
+            if spoken and all(i.done for i in spoken) and self.playback.all_played():
+                break
+            await asyncio.sleep(0.05)
+        self._set_end(EndReason.VOICEMAIL_LEFT, f"answered by {self.answering.verdict}")
 
     # ------------------------------------------------------------------ model → carrier
 
@@ -417,6 +498,8 @@ class CallSession:
     async def _on_speech_started(self, event: SpeechStarted) -> None:
         """Barge-in: stop the carrier's playback at once, then tell the model what was heard."""
         started = time.monotonic()
+        if self.answering.muted:  # leaving a voicemail: barge-in is off
+            return
         item = self.playback.current
         # Clear while an answer is still coming or still queued: even when the
         # carrier's buffer happens to be empty, audio may be in flight to it.

@@ -50,6 +50,9 @@ class PlatformServices(Protocol):
 
     def dial_ended(self, request: OutboundRequest, reason: str, detail: str) -> None: ...
 
+    def dial_progress(self, request: OutboundRequest, status: str,
+                      carrier_call_id: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class CarrierContext:
@@ -94,9 +97,20 @@ class CarrierContext:
     def dial_ended(self, request: OutboundRequest, reason: str, detail: str = "") -> None:
         """An outbound call that never reached a conversation: ``reason`` is an
         end-reason value (``busy``, ``no_answer``, ``failed``); closes the record the
-        platform opened when it queued the call. Called at most once per request, and
-        never for a call handed over with ``handle_call``."""
+        platform opened when it queued the call, and frees its concurrency slot. Called
+        at most once per request. For a call handed over with ``handle_call``, only
+        with ``completed`` (the carrier's final word that the call is over), which
+        closes the record only if no stream did."""
         self.services().dial_ended(request, reason, detail)
+
+    def dial_progress(self, request: OutboundRequest, status: str = "ringing",
+                      carrier_call_id: str = "") -> None:
+        """An outbound call moved on before anyone answered: ``status`` is ``ringing``
+        (the attempt is under way: Twilio accepted it, the INVITE went out), and
+        ``carrier_call_id`` the carrier's id once known (Twilio CallSid, SIP Call-ID),
+        recorded on the call so carrier-side events can find it. May be called more
+        than once; the latest non-empty id wins."""
+        self.services().dial_progress(request, status, carrier_call_id)
 
     def count_malformed(self, kind: str, n: int = 1) -> None:
         """Messages dropped as malformed outside any call (a bad datagram), by kind,

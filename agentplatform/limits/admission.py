@@ -58,12 +58,20 @@ class Admission:
             refusal: Refusal | None = Refusal(EndReason.DRAINING, self.drain.message,
                                               "server is shutting down")
         else:
-            refusal = await self.gate.claim(info.call_id, agent)
+            # An outbound call renews the slot the dial service took under its own id.
+            holder = info.outbound.call_id if info.outbound is not None else info.call_id
+            refusal = await self.gate.claim(holder, agent)
             self._count_gate_errors()
         if refusal is None:
             return True
-        self._record(refusal, info.carrier, info.call_id, agent, info.from_number,
-                     info.to_number)
+        if info.outbound is not None:  # its record exists since it was queued: close it
+            log.info("refused answered outbound call %s: %s (%s)", info.outbound.call_id,
+                     refusal.reason, refusal.detail)
+            self._recorder.call_ended(info.outbound.call_id, refusal.reason, refusal.detail)
+            self._count_refusal(refusal)
+        else:
+            self._record(refusal, info.carrier, info.call_id, agent, info.from_number,
+                         info.to_number)
         await audio.hang_up(say=refusal.message)
         return False
 
@@ -85,6 +93,9 @@ class Admission:
             carrier=carrier, from_number=from_number, to_number=to_number,
         ))
         self._recorder.call_ended(call_id, refusal.reason, refusal.detail)
+        self._count_refusal(refusal)
+
+    def _count_refusal(self, refusal: Refusal) -> None:
         if self._metrics is not None:
             self._metrics.calls_refused.labels(str(refusal.reason)).inc()
             self._metrics.calls_ended.labels(str(refusal.reason)).inc()

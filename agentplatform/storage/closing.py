@@ -15,7 +15,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from agentplatform.records import EndReason
-from agentplatform.storage.models import Call, CallEvent, ToolInvocation, Turn
+from agentplatform.storage.models import Call, CallEvent, CallStatus, ToolInvocation, Turn
 
 # What ``close_call`` needs of a row; select these.
 CLOSE_COLUMNS = (Call.id, Call.started_at, Call.model, Call.ended_at, Call.model_connected_at,
@@ -47,7 +47,7 @@ def close_call(
     result = session.exec(update(Call).where(*conditions).values(  # type: ignore[call-overload]
         ended_at=at, end_reason=str(reason), end_detail=detail, duration_seconds=duration,
         audio_seconds=audio_seconds, cost_usd=Call.cost_usd + price(row.model, audio_seconds),
-        lease_expires_at=None,
+        lease_expires_at=None, status=CallStatus.ENDED,
     ))
     return bool(result.rowcount == 1)
 

@@ -14,6 +14,7 @@ and aware values.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Index, UniqueConstraint
@@ -50,6 +51,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 # ---------------------------------------------------------------- calls
 
 
+class CallStatus(StrEnum):
+    """The ``status`` column: where a call is in its life."""
+
+    QUEUED = "queued"
+    RINGING = "ringing"
+    IN_PROGRESS = "in_progress"
+    ENDED = "ended"
+
+
+
 class CallBase(SQLModel):
     carrier_call_id: str = Field(index=True, max_length=128)
     carrier: str = Field(default="twilio", max_length=32)
@@ -60,6 +71,14 @@ class CallBase(SQLModel):
     from_number: str = Field(default="", max_length=64)
     to_number: str = Field(default="", max_length=64)
     parameters: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # ``inbound``, or ``outbound`` for a call the platform placed (``outbound/``).
+    direction: str = Field(default="inbound", max_length=16)
+    # Where the call is: ``queued`` (recorded, not yet dialed) → ``ringing`` →
+    # ``in_progress`` (a conversation; an inbound call starts here) → ``ended``.
+    status: str = Field(default=CallStatus.IN_PROGRESS.value, max_length=16)
+    # An outbound call's answering-machine handling (``off``, ``hangup``,
+    # ``leave_message``); empty for inbound calls.
+    machine_detection: str = Field(default="", max_length=16)
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     end_reason: str | None = Field(default=None, max_length=32)
@@ -234,3 +253,65 @@ class UsedToken(SQLModel, table=True):
 
     token_id: str = Field(primary_key=True, max_length=128)
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+# ---------------------------------------------------------------- campaigns
+
+
+class Campaign(SQLModel, table=True):
+    """A list of numbers one agent calls (``agentplatform/campaigns/``). Pacing state
+    (the token bucket) lives here too, so every process shares one rate."""
+
+    id: str = Field(primary_key=True, max_length=32)  # uuid hex
+    name: str = Field(max_length=200)
+    agent: str = Field(index=True, max_length=64)
+    carrier: str = Field(max_length=32)
+    from_number: str = Field(default="", max_length=64)
+    machine_detection: str = Field(default="off", max_length=16)
+    voicemail_message: str = ""
+    hours_start: str = Field(default="09:00", max_length=5)  # callee's wall clock, HH:MM
+    hours_end: str = Field(default="20:00", max_length=5)
+    default_time_zone: str = Field(default="UTC", max_length=64)
+    calls_per_second: float = 1.0
+    max_concurrent: int = 1
+    max_attempts: int = 3
+    retry_backoff_seconds: int = 600
+    status: str = Field(default="draft", index=True, max_length=16)
+    bucket_tokens: float | None = None
+    bucket_filled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Bumped by every claim: updating the row first serializes claims across processes.
+    version: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class CampaignContact(SQLModel, table=True):
+    """One number of a campaign and where it stands: ``pending`` (to call, from
+    ``next_attempt_at``), ``dialing`` (claimed by one process, then on the line),
+    ``done`` (reached) or ``failed`` (out of attempts, or not retryable)."""
+
+    __tablename__ = "campaign_contact"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "number", name="uq_campaign_contact_number"),
+        Index("ix_campaign_contact_due", "campaign_id", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", max_length=32)
+    line: int = 0  # where it stood in the upload
+    number: str = Field(max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    time_zone: str = Field(default="UTC", max_length=64)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_outcome: str | None = Field(default=None, max_length=32)
+    last_detail: str = ""
+    call_ids: list[str] = Field(default_factory=list, sa_type=JSON)
+    current_call_id: str | None = Field(default=None, index=True, max_length=32)
+    # A claim: which process holds it, under which token, until when (then recovered).
+    claim_token: str | None = Field(default=None, max_length=32)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    dial_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -52,7 +52,9 @@ from agentplatform.realtime.base import Usage
 from agentplatform.records import CallStart, EndReason
 from agentplatform.storage.closing import CLOSE_COLUMNS, close_call, lease_ran_out, lost_at
 from agentplatform.storage.liveness import renew_leases
-from agentplatform.storage.models import Call, CallEvent, ToolInvocation, Turn, utcnow
+from agentplatform.storage.models import (
+    Call, CallEvent, CallStatus, ToolInvocation, Turn, utcnow,
+)
 from agentplatform.storage.pricing import cost_usd
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,20 @@ LOST_BY_CARRIER_STATUS = "closed by carrier status; its server stopped renewing 
 class _CallStarted:
     start: CallStart
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _CallQueued:
+    start: CallStart
+    machine_detection: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _StatusChanged:
+    call_id: str
+    status: str
+    carrier_call_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +172,7 @@ class _Stop:
 
 
 _Write = (
-    _CallStarted | _TurnAdded | _ToolInvoked | _EventAdded | _UsageAdded | _ModelServed
+    _CallStarted | _CallQueued | _StatusChanged | _TurnAdded | _ToolInvoked | _EventAdded | _UsageAdded | _ModelServed
     | _CallEnded | _ClosedByCarrier | _CloseOpenCalls
 )
 _Command = _Write | _Barrier | _Stop
@@ -222,6 +238,8 @@ class CallWriter:
         self._costs_in_tx: list[tuple[str, float]] = []
         self._handlers: dict[type, Callable[[Session, Any], None]] = {
             _CallStarted: self._on_call_started,
+            _CallQueued: self._on_call_queued,
+            _StatusChanged: self._on_status_changed,
             _TurnAdded: self._on_turn,
             _ToolInvoked: self._on_tool,
             _EventAdded: self._on_event,
@@ -284,6 +302,16 @@ class CallWriter:
 
     def call_started(self, start: CallStart) -> None:
         self._put(_CallStarted(replace(start, parameters=dict(start.parameters)), utcnow()))
+
+    def call_queued(self, start: CallStart, machine_detection: str) -> None:
+        """An outbound call, recorded before its carrier dials (``outbound/``)."""
+        self._put(_CallQueued(replace(start, parameters=dict(start.parameters)),
+                              machine_detection, utcnow()))
+
+    def call_status(self, call_id: str, status: str, carrier_call_id: str = "") -> None:
+        """An open outbound call moved on (``ringing``), with the carrier's id once
+        known; a closed call keeps its ``ended``."""
+        self._put(_StatusChanged(call_id, status, carrier_call_id))
 
     def turn(
         self, call_id: str, role: str, text: str, *, interrupted: bool = False,
@@ -449,6 +477,11 @@ class CallWriter:
 
     def _on_call_started(self, session: Session, cmd: _CallStarted) -> None:
         s = cmd.start
+        if s.outbound:  # answered: the queued row becomes the conversation's record
+            session.exec(update(Call).where(Call.id == s.call_id, Call.ended_at.is_(None))
+                         .values(carrier_call_id=s.carrier_call_id, model=s.model,
+                                 status=CallStatus.IN_PROGRESS.value))
+            return
         session.add(Call(
             id=s.call_id, carrier_call_id=s.carrier_call_id, carrier=s.carrier, agent=s.agent,
             model=s.model, requested_model=s.model, from_number=s.from_number,
@@ -457,6 +490,27 @@ class CallWriter:
         ))
         self._open.add(s.call_id)
         self._next_seq[s.call_id] = 1
+
+    def _on_call_queued(self, session: Session, cmd: _CallQueued) -> None:
+        s = cmd.start
+        session.add(Call(
+            id=s.call_id, carrier_call_id=s.carrier_call_id, carrier=s.carrier, agent=s.agent,
+            model=s.model, requested_model=s.model, from_number=s.from_number,
+            to_number=s.to_number, parameters=s.parameters, started_at=cmd.at,
+            direction="outbound", status=CallStatus.QUEUED.value,
+            machine_detection=cmd.machine_detection,
+            lease_expires_at=cmd.at + self._lease, last_seen_at=cmd.at,
+        ))
+        self._open.add(s.call_id)
+        self._next_seq[s.call_id] = 1
+
+    def _on_status_changed(self, session: Session, cmd: _StatusChanged) -> None:
+        values: dict[str, Any] = {"status": cmd.status}
+        if cmd.carrier_call_id:
+            values["carrier_call_id"] = cmd.carrier_call_id
+        session.exec(update(Call).where(Call.id == cmd.call_id, Call.ended_at.is_(None),
+                                        Call.status != CallStatus.IN_PROGRESS.value)
+                     .values(**values))
 
     def _on_turn(self, session: Session, cmd: _TurnAdded) -> None:
         session.add(Turn(
@@ -603,6 +657,6 @@ def _call_quietly(release: Callable[[], None]) -> None:
 
 def _describe(command: _Write) -> str:
     call = getattr(command, "call_id", None) or getattr(command, "carrier_call_id", None)
-    if isinstance(command, _CallStarted):
+    if isinstance(command, _CallStarted | _CallQueued):
         call = command.start.call_id
     return f"{type(command).__name__}({call or ''})"

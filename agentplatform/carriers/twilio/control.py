@@ -40,13 +40,24 @@ def say_and_hang_up_twiml(text: str) -> str:
     return str(response)
 
 
+def rest_client(account_sid: str, auth_token: str, api_base_url: str = "",
+                http_client: HttpClient | None = None) -> Client:
+    """The ``twilio`` REST client, its API base URL moved to ``api_base_url`` when
+    given (``TWILIO_API_BASE_URL``: a simulator, a regional proxy)."""
+    client = Client(account_sid, auth_token, http_client=http_client)
+    if api_base_url:
+        client.api.base_url = api_base_url.rstrip("/")
+    return client
+
+
 class TwilioCallControl:
     """REST call control for one Twilio account."""
 
-    def __init__(self, account_sid: str, auth_token: str, *, http_client: HttpClient | None = None) -> None:
+    def __init__(self, account_sid: str, auth_token: str, *, http_client: HttpClient | None = None,
+                 api_base_url: str = "") -> None:
         if not account_sid or not auth_token:
             raise ValueError("Twilio call control needs an account sid and an auth token")
-        self._client = Client(account_sid, auth_token, http_client=http_client)
+        self._client = rest_client(account_sid, auth_token, api_base_url, http_client)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TwilioCallControl | None:
@@ -54,7 +65,8 @@ class TwilioCallControl:
         (the stream then ends calls by closing, and cannot transfer)."""
         if not settings.twilio_account_sid or not settings.twilio_auth_token:
             return None
-        return cls(settings.twilio_account_sid, settings.twilio_auth_token)
+        return cls(settings.twilio_account_sid, settings.twilio_auth_token,
+                   api_base_url=settings.twilio_api_base_url)
 
     async def hang_up(self, call_sid: str, say: str | None = None) -> None:
         """End the call, first speaking ``say`` in Twilio's voice when given (the
@@ -67,6 +79,11 @@ class TwilioCallControl:
     async def transfer(self, call_sid: str, number: str) -> None:
         """Replace the call's TwiML with a ``<Dial>``; Twilio then stops the stream."""
         await self._update(call_sid, twiml=transfer_twiml(number))
+
+    async def replace_twiml(self, call_sid: str, twiml: str) -> None:
+        """Run ``twiml`` on the call in place of what runs now (``<Play digits>``
+        then a fresh stream: touch-tones on a streamed call)."""
+        await self._update(call_sid, twiml=twiml)
 
     async def _update(self, call_sid: str, **fields: str) -> None:
         try:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from agentplatform.carriers.plugin import Carrier
+from agentplatform.carriers.dialing import OutboundRequest
+from agentplatform.carriers.plugin import Carrier, CarrierContext
+from agentplatform.carriers.tokens import StreamTokens
+from agentplatform.carriers.twilio.outbound import LiveStreams, TwilioDialer
 from agentplatform.carriers.twilio.routes import build_router
 
 # Twilio call statuses after which no stream can still be live.
@@ -17,17 +20,32 @@ class TwilioCarrier(Carrier):
     closed), which tells a misconfigured Twilio number more than a 404 would."""
 
     name = "twilio"
+    can_dial = True  # REST calls.create (``outbound.py``), given credentials and PUBLIC_URL
     # Every endpoint checks X-Twilio-Signature, and the stream its single-use token.
     public_paths = ("/twilio/",)
     server_paths = ("/twilio/",)
+
+    def __init__(self, context: CarrierContext) -> None:
+        super().__init__(context)
+        # One token mint for the webhook's streams and the placed calls' streams.
+        self.tokens = StreamTokens.from_settings(context.settings, single_use=context.single_use)
+        self.live = LiveStreams()
+        self.dialer = TwilioDialer(context.settings, self.tokens, context, self.live)
 
     def routes(self) -> APIRouter:
         context = self.context
         return build_router(
             settings=context.settings, lookup_agent=context.lookup_agent,
             handle_call=context.handle_call, on_call_status=self.on_call_status,
-            admit=context.admit, single_use=context.single_use,
+            admit=context.admit, tokens=self.tokens, single_use=context.single_use,
+            dialer=self.dialer, live=self.live,
         )
+
+    def dial_problem(self) -> str | None:
+        return self.dialer.problem()
+
+    async def place_call(self, request: OutboundRequest) -> None:
+        await self.dialer.place_call(request)
 
     def on_call_status(self, call_sid: str, status: str) -> None:
         """A status callback: a final status closes whatever the stream left open."""

@@ -22,6 +22,8 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from agentplatform.carriers.tokens import StreamTokens
 from agentplatform.carriers.twilio import signature
 from agentplatform.carriers.twilio.control import TwilioCallControl
+from agentplatform.carriers.twilio.outbound import AMD_PATH, DIAL_STATUS_PATH, LiveStreams, \
+    TwilioDialer
 from agentplatform.carriers.twilio.stream import POLICY_VIOLATION, TOKEN_PARAMETER, TwilioCallAudio
 from agentplatform.config import Settings
 from agentplatform.errors import CarrierError
@@ -78,13 +80,17 @@ def build_router(
     single_use: SingleUseStore | None = None,
     control: TwilioCallControl | None = None,
     admit: Callable[[str, str, str, str], Awaitable[str | None]] | None = None,
+    dialer: TwilioDialer | None = None,
+    live: LiveStreams | None = None,
 ) -> APIRouter:
     """The Twilio endpoints. ``tokens`` and ``control`` default to ones built from
     ``settings`` (control is ``None`` without credentials); tokens are spent in
     ``single_use`` (the application passes the store every process shares).
     Without ``TWILIO_AUTH_TOKEN`` every endpoint refuses (403, or close 1008). ``admit(call_sid, agent,
     from, to)`` answers ``None`` to connect the call, or what to say before hanging
-    up (spend controls, shutdown) — then no stream is opened."""
+    up (spend controls, shutdown) — then no stream is opened. ``dialer`` takes the
+    callbacks of calls we placed (``outbound.py``); ``live`` holds this process's
+    streams by CallSid, for those callbacks to reach."""
     tokens = tokens or StreamTokens.from_settings(settings, single_use=single_use)
     if control is None:
         control = TwilioCallControl.from_settings(settings)
@@ -152,11 +158,15 @@ def build_router(
             await call.accept_and_start()
         except CarrierError:
             return  # logged by the stream; the socket is closed, no session opened
+        if live is not None:
+            live.add(call.info.call_id, call)
         try:
             await handle_call(call)
         except Exception:
             log.exception("call %s: handler failed", call.info.call_id)
         finally:
+            if live is not None:
+                live.remove(call.info.call_id, call)
             await call.close()
 
     @router.post(STATUS_PATH)
@@ -169,4 +179,31 @@ def build_router(
             on_call_status(call_sid, call_status)
         return Response(status_code=204)
 
+    @router.post(DIAL_STATUS_PATH)
+    async def dial_status(request: Request) -> Response:
+        form = await signed_form(request)
+        if form is None:
+            return Response(status_code=403)
+        call_id = request.query_params.get("call", "")
+        agent = request.query_params.get("agent", "")
+        if dialer is None or not call_id:
+            return Response(status_code=404)
+        dialer.on_dial_status(call_id, agent, _text_fields(form))
+        return Response(status_code=204)
+
+    @router.post(AMD_PATH)
+    async def amd(request: Request) -> Response:
+        form = await signed_form(request)
+        if form is None:
+            return Response(status_code=403)
+        if dialer is None:
+            return Response(status_code=404)
+        dialer.on_amd(_text_fields(form))
+        return Response(status_code=204)
+
     return router
+
+
+def _text_fields(form: FormData) -> dict[str, str]:
+    """A callback's form fields as text (Twilio sends no files)."""
+    return {key: value for key, value in form.items() if isinstance(value, str)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from enum import StrEnum
 from typing import Any
@@ -31,6 +31,7 @@ from agentplatform.carriers.twilio.media import (
     clear_message, mark_message, media_message, parse_message,
 )
 from agentplatform.carriers.tokens import StreamTokens
+from agentplatform.carriers.twilio.outbound import CALL_ID_PARAMETER, request_from_parameters
 from agentplatform.errors import CarrierError, StreamAuthError
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class TwilioCallAudio(CallAudio):
         self.account_sid = ""
         self.malformed_counts: Counter[MalformedKind] = Counter()
         self._last_seq = 0  # the newest sequenceNumber accepted
+        # Events from outside the socket (the AMD verdict, an HTTP callback), handed
+        # out before the next frame: Twilio sends one every 20 ms.
+        self._delivered: deque[CarrierEvent] = deque()
         self._send_failed = False
         self._handlers: dict[type, Callable[[Any], CarrierEvent | None]] = {
             Media: self._on_media,
@@ -107,11 +111,14 @@ class TwilioCallAudio(CallAudio):
             raise CarrierError("media stream ended or stalled before start") from exc
         params = dict(start.custom_parameters)
         token = params.pop(TOKEN_PARAMETER, "")
+        # A call we placed: its token was minted before Twilio named the call, for the
+        # platform call id the stream carries (``outbound.py``).
+        bound_to = params.get(CALL_ID_PARAMETER) or start.call_sid
         try:
             if not token:
                 raise StreamAuthError("media stream carries no token")
             # Verified and spent in one step: a replayed token, on any process, stops here.
-            agent = (await self._tokens.redeem(token, start.call_sid)).agent
+            agent = (await self._tokens.redeem(token, bound_to)).agent
         except StreamAuthError as exc:
             log.warning("rejecting media stream for call %s: %s", start.call_sid, exc)
             await self._close(POLICY_VIOLATION, "stream token rejected")
@@ -120,10 +127,12 @@ class TwilioCallAudio(CallAudio):
             log.warning("call %s: agent parameter %r differs from the token's %r; using the token's",
                         start.call_sid, params.get("agent"), agent)
         self.account_sid = start.account_sid
+        outbound = request_from_parameters(params, agent)
         self.info = CallInfo(
             call_id=start.call_sid, stream_id=start.stream_sid, carrier=self.carrier,
             from_number=params.get("from", ""), to_number=params.get("to", ""),
-            agent=agent, parameters=params,
+            agent=agent, parameters=outbound.params if outbound is not None else params,
+            outbound=outbound,
         )
         self.state = StreamState.STARTED
         return self.info
@@ -166,6 +175,8 @@ class TwilioCallAudio(CallAudio):
         """Inbound audio, DTMF and mark echoes, ending with one ``StreamStopped``."""
         self._expect(StreamState.STARTED)
         while True:
+            while self._delivered:
+                yield self._delivered.popleft()
             try:
                 msg = await self._read()
             except _SocketEnded:
@@ -197,6 +208,10 @@ class TwilioCallAudio(CallAudio):
                 return False
             self._last_seq = seq
         return True
+
+    def deliver(self, event: CarrierEvent) -> None:
+        """An event about this call that came another way (``outbound.LiveStreams``)."""
+        self._delivered.append(event)
 
     def _on_media(self, msg: Media) -> CarrierEvent | None:
         if msg.track not in ("inbound", "inbound_track"):
