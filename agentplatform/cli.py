@@ -168,7 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="load benchmark: N simulated calls against a server process")
     bench.add_argument("--calls", type=int, nargs="*", default=None,
-                       help="concurrent call counts to measure (default: 10 50 100)")
+                       help="concurrent Twilio calls to measure, bridge beside the null relay "
+                            "(default: 10 100 200 400)")
+    bench.add_argument("--sip-calls", type=int, nargs="*", default=None,
+                       help="concurrent SIP calls to measure (default: 10 50 100)")
     bench.add_argument("--seconds", type=float, default=12.0, help="length of each run")
     bench.add_argument("--providers", nargs="*", default=None,
                        help="providers to measure (default: openai and every other simulator)")

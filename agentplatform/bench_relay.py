@@ -1,0 +1,103 @@
+"""The null relay: the floor the bridge is measured against in ``make bench``.
+
+The thinnest bridge on the same stack as ``agentplatform serve`` (FastAPI on uvicorn,
+the same event loop and WebSocket server, the same ``websockets`` client to the model):
+it parses each carrier frame and forwards its payload to the model socket, and each
+model delta back as a media message and a mark; ``speech_started`` becomes a
+``clear``. μ-law passes straight through (no transcoding), nothing is recorded, no
+limits, no signatures. Whatever the bridge costs above this is the bridge's own.
+
+Run as ``python -m agentplatform.bench_relay PORT MODEL_URL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+
+import orjson
+from fastapi import FastAPI, Request, Response, WebSocket
+from websockets.asyncio.client import connect
+
+_APPEND = '{"type":"input_audio_buffer.append","audio":"'
+
+
+def create_relay(model_url: str) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/twilio/voice")
+    async def voice(request: Request) -> Response:
+        form = await request.form()
+        host = request.headers.get("host", "")
+        xml = ('<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
+               f'<Stream url="wss://{host}/twilio/media">'
+               f'<Parameter name="from" value="{form.get("From", "")}"/></Stream>'
+               '</Connect><Hangup/></Response>')
+        return Response(xml, media_type="application/xml")
+
+    @app.websocket("/twilio/media")
+    async def media(ws: WebSocket) -> None:
+        await ws.accept()
+        stream_sid, caller = "", ""
+        while not stream_sid:
+            msg = orjson.loads(await ws.receive_text())
+            if msg.get("event") == "start":
+                stream_sid = msg["start"]["streamSid"]
+                caller = msg["start"]["customParameters"].get("from", "")
+        async with connect(model_url, compression=None, max_size=1 << 24) as model:
+            await model.recv()  # session.created
+            await model.send(orjson.dumps({"type": "session.update", "session": {
+                "type": "realtime", "instructions": f"Null relay for caller {caller}.",
+                "audio": {"input": {"format": {"type": "audio/pcmu"}},
+                          "output": {"format": {"type": "audio/pcmu"}}}}}).decode())
+            await model.recv()  # session.updated
+            await model.send('{"type":"response.create"}')  # the greeting, as the bridge asks
+            media_prefix = '{"event":"media","streamSid":"' + stream_sid + '","media":{"payload":"'
+            mark_prefix = '{"event":"mark","streamSid":"' + stream_sid + '","mark":{"name":"m'
+            clear = '{"event":"clear","streamSid":"' + stream_sid + '"}'
+
+            async def up() -> None:
+                while True:
+                    msg = orjson.loads(await ws.receive_text())
+                    event = msg.get("event")
+                    if event == "media":
+                        await model.send(_APPEND + msg["media"]["payload"] + '"}')
+                    elif event == "stop":
+                        return
+
+            async def down() -> None:
+                n = 0
+                async for raw in model:
+                    event = orjson.loads(raw)
+                    kind = event.get("type")
+                    if kind == "response.output_audio.delta":
+                        n += 1
+                        await ws.send_text(media_prefix + event["delta"] + '"}}')
+                        await ws.send_text(mark_prefix + str(n) + '"}}')
+                    elif kind == "input_audio_buffer.speech_started":
+                        await ws.send_text(clear)
+
+            tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+            with contextlib.suppress(Exception):
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    port, model_url = int(sys.argv[1]), sys.argv[2]
+    uvicorn.run(create_relay(model_url), host="127.0.0.1", port=port, log_level="warning",
+                ws_max_size=1 << 20)
+
+
+if __name__ == "__main__":
+    main()
