@@ -13,6 +13,7 @@ import httpx
 
 from agentplatform.agents.spec import AgentSpec
 from agentplatform.cascade.session import CascadeParts, CascadeSession
+from agentplatform.cascade.turn_end import HANGOVERS
 from agentplatform.catalog import Catalog, Model
 from agentplatform.config import Settings
 from agentplatform.realtime.base import SessionSetup, ToolSpec
@@ -41,6 +42,8 @@ def open_cascade(
                       instructions=cascade.tts.instructions),
         vad=SileroVad(threshold=turn.threshold, prefix_padding_ms=turn.prefix_padding_ms,
                       silence_duration_ms=turn.silence_duration_ms),
+        # semantic_vad: the words heard so far set each pause's hangover (turn_end.py).
+        turn_end=HANGOVERS[turn.eagerness] if turn.type == "semantic_vad" else None,
     )
     setup = SessionSetup(model=model.wire_name, instructions=instructions, tools=tools,
                          output_modality="text")

@@ -19,8 +19,9 @@ _ABBREVIATIONS = frozenset({
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e",
     "a.m", "p.m", "no", "inc", "ltd", "co", "approx", "dept", "ave", "blvd",
 })
-# The first piece may stop at a clause break once it has this many characters.
-FIRST_CLAUSE_MIN_CHARS = 40
+# The first piece may stop at a clause break once it has this many characters: a few
+# words ("Sure, ..." is too short to sound like speech; "We are open today," is not).
+FIRST_CLAUSE_MIN_CHARS = 12
 
 
 class SentenceBuffer:

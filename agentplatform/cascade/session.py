@@ -16,6 +16,11 @@ the tools and the records are exactly those of a realtime model.
 
 Turn-taking is ours here: the detector decides when the caller is done, so its
 silence duration is the first part of every answer's latency (see ``metrics.py``).
+With a turn-end judge (``turn_end.py``), the transcript made during the first ~100 ms
+of a pause decides how long that pause may last: short when the words are a finished
+sentence, long when they are not. A caller who goes on talking after an answer has
+started is a barge-in like any other: the answer is cancelled, and the next turn has
+all their words.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import soxr
 from agentplatform.cascade.metrics import CASCADE_METRICS, CascadeMetrics, TurnTimings
 from agentplatform.cascade.sentences import SentenceBuffer
 from agentplatform.cascade.spoken import SpokenAnswer, SpokenPiece
+from agentplatform.cascade.turn_end import Hangovers, hangover_ms, judge
 from agentplatform.errors import PlatformError
 from agentplatform.realtime.base import (
     AudioDelta,
@@ -64,7 +70,7 @@ INPUT_RATE = 16000
 # 22050 Hz) is converted to SPEECH_RATE piece by piece before it leaves the cascade.
 STREAMABLE_RATES = frozenset({8000, 16000, 24000, 48000})
 SPEECH_RATE = 16000
-CHUNK_MS = 100  # the size of each AudioDelta handed to the bridge
+CHUNK_MS = 40  # the size of each AudioDelta handed to the bridge
 DIDNT_CATCH = "Sorry, I didn't catch that. Could you say it again?"
 # What speech-to-text returns for noise rather than words.
 _NON_SPEECH = re.compile(r"^\W*$|^[\[(][^\])]*[\])]$")
@@ -77,7 +83,10 @@ def _quiet(task: asyncio.Task[Transcription]) -> None:
 
 
 class VoiceDetector(Protocol):
+    silence_duration_ms: int
+
     def process(self, pcm16: bytes) -> list[SpeechStart | SpeechPause | SpeechEnd]: ...
+    def end_pause_after(self, pause_at_ms: float, hangover_ms: float) -> SpeechEnd | None: ...
     def reset(self) -> None: ...
 
 
@@ -89,6 +98,8 @@ class CascadeParts:
     stt: SpeechToText
     tts: TextToSpeech
     vad: VoiceDetector
+    # The turn-end judge's hangovers; None: every pause lasts silence_duration_ms.
+    turn_end: Hangovers | None = None
 
 
 @dataclass(slots=True)
@@ -199,20 +210,38 @@ class CascadeSession(ModelSession):
                 self._speech_started_ms = edge.at_ms
                 self._emit(SpeechStarted())
             elif isinstance(edge, SpeechPause):
-                self._transcribe_early(edge.audio)
+                self._transcribe_early(edge)
             else:
-                self._emit(SpeechStopped())
-                self._utterances.put_nowait(edge)
+                self._end_turn(edge)
 
-    def _transcribe_early(self, audio: bytes) -> None:
+    def _end_turn(self, edge: SpeechEnd) -> None:
+        self._emit(SpeechStopped())
+        self._utterances.put_nowait(edge)
+
+    def _transcribe_early(self, pause: SpeechPause) -> None:
         """Start transcribing while the detector waits out its silence: if the caller
         stays quiet, the turn's text is ready (or nearly) when the turn ends, so the
-        hangover and the transcription overlap instead of adding up."""
+        hangover and the transcription overlap instead of adding up. With a judge, the
+        text also sets how long this pause may last."""
         if self._guess is not None and not self._guess[1].done():
             return  # one at a time: a stale guess must not delay the real turn further
-        task = asyncio.create_task(self.parts.stt.transcribe(audio, INPUT_RATE))
+        task = asyncio.create_task(self.parts.stt.transcribe(pause.audio, INPUT_RATE))
         task.add_done_callback(_quiet)
-        self._guess = (audio, task)
+        self._guess = (pause.audio, task)
+        if self.parts.turn_end is not None:
+            task.add_done_callback(lambda done: self._judge_pause(pause, done))
+
+    def _judge_pause(self, pause: SpeechPause, done: asyncio.Task[Transcription]) -> None:
+        """The pause's transcript is in: give the pause the hangover its words earn (the
+        detector ignores a pause that is already over)."""
+        hangovers = self.parts.turn_end
+        if self._closed or hangovers is None or done.cancelled() or done.exception():
+            return
+        verdict = judge(done.result().text)
+        limit = hangover_ms(verdict, hangovers, self.parts.vad.silence_duration_ms)
+        edge = self.parts.vad.end_pause_after(pause.at_ms, limit)
+        if edge is not None:
+            self._end_turn(edge)
 
     async def _transcription(self, audio: bytes) -> Transcription:
         guess, self._guess = self._guess, None

