@@ -10,25 +10,46 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from agentplatform.carriers.dialing import OutboundRequest
 from agentplatform.carriers.plugin import Carrier, CarrierContext
-from agentplatform.carriers.sip.server import SipConfig, SipServer, serve
+from agentplatform.carriers.sip.outbound import OutboundCall, OutboundConfig
+from agentplatform.carriers.sip.server import SipConfig, SipServer, rtp_media_opener, serve
 from agentplatform.config import Settings
+from agentplatform.errors import CarrierError
 
 log = logging.getLogger(__name__)
 
 
 class SipCarrier(Carrier):
     name = "sip"
+    can_dial = True
 
     def __init__(self, context: CarrierContext) -> None:
         super().__init__(context)
         self.config = SipConfig.from_settings(context.settings)
+        self.outbound = OutboundConfig.from_settings(context.settings)
         self.server: SipServer | None = None
         self._transport: asyncio.DatagramTransport | None = None
 
     @classmethod
     def enabled(cls, settings: Settings) -> bool:
         return bool(settings.sip_listen.strip())
+
+    def dial_problem(self) -> str | None:
+        problem = self.outbound.problem()
+        if problem is None and self.server is None:
+            problem = "the SIP listener is not running"
+        return problem
+
+    async def place_call(self, request: OutboundRequest) -> None:
+        """Send the INVITE and return; the answer, or ``dial_ended``, follows."""
+        problem = self.dial_problem()
+        if problem is not None:
+            raise CarrierError(problem)
+        assert self.server is not None
+        attempt = OutboundCall(request, config=self.outbound, signaling=self.server,
+                               host=self.context, open_media=rtp_media_opener(self.config))
+        await attempt.start()
 
     async def start(self) -> None:
         self._transport, self.server = await serve(self.config, self.context)

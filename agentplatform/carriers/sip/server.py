@@ -34,7 +34,7 @@ from agentplatform.carriers.sip.messages import (
 )
 from agentplatform.carriers.sip.sdp import Answer, Codec, SdpError, answer_offer
 from agentplatform.carriers.sip.transactions import (
-    InviteServerTransaction, NonInviteClientTransaction, NonInviteServerTransaction, Timers,
+    InviteClientTransaction, InviteServerTransaction, NonInviteClientTransaction, NonInviteServerTransaction, Timers,
     TransactionTable, transaction_key,
 )
 from agentplatform.config import Settings
@@ -153,6 +153,8 @@ class SipServer(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task] = set()
         self.via = (config.public_address, config.listen[1])
+        self.public_address = config.public_address
+        self._placed_peers: dict[str, str] = {}  # Call-ID of a call we placed → the trunk's address
         if not config.allowed_peers:
             log.warning("SIP_ALLOWED_PEERS is empty: every INVITE will be refused with 403")
 
@@ -230,7 +232,7 @@ class SipServer(asyncio.DatagramProtocol):
         if request.method == "OPTIONS":
             self._on_options(request, source)
             return
-        if not self.config.allows(source[0]):
+        if not self.config.allows(source[0]) and not self._placed_peer(request, source):
             log.warning("SIP %s from %s refused: not in SIP_ALLOWED_PEERS", request.method, source[0])
             if request.method == "INVITE":
                 tx = self._invite_tx(request, source, trying=False)
@@ -250,6 +252,13 @@ class SipServer(asyncio.DatagramProtocol):
             refusal = response_to(request, 405 if request.method not in ("PRACK",) else 481)
             refusal.headers.add("Allow", ALLOW)
             tx.respond(refusal)
+
+    def _placed_peer(self, request: SipRequest, source: tuple[str, int]) -> bool:
+        """An in-dialog request (BYE, re-INVITE) on a call we placed, from the address
+        we dialed: taken even when that trunk is not in SIP_ALLOWED_PEERS."""
+        trusted = self._placed_peers.get(request.headers.get("Call-ID") or "")
+        to_tag = parse_name_addr(request.headers.get("To") or "").tag
+        return trusted is not None and trusted == source[0] and bool(to_tag)
 
     def _on_options(self, request: SipRequest, source: tuple[str, int]) -> None:
         ok = response_to(request, 200)
@@ -447,7 +456,7 @@ class SipServer(asyncio.DatagramProtocol):
         tx = self._table.find_client(response)
         if tx is None:
             if 200 <= response.status < 300 and transaction_key(response)[2] == "INVITE":
-                return  # we send no INVITEs; nothing to ACK
+                return  # a 2xx long after its transaction: the ACK went out with the first
             log.debug("SIP response from %s matches no transaction", source)
             return
         tx.receive_response(response)
@@ -467,6 +476,28 @@ class SipServer(asyncio.DatagramProtocol):
         self._table.add_client(key, tx)
         return result
 
+    def invite(self, invite: SipRequest, to: tuple[str, int], **callbacks) -> InviteClientTransaction:
+        """Send our ``invite`` to ``to`` in an INVITE client transaction; responses
+        arriving on the listen socket reach ``callbacks`` (see the transaction)."""
+        key = transaction_key(invite)
+        tx = InviteClientTransaction(invite, lambda data: self.send_to(data, to), self.timers,
+                                     on_terminated=lambda: self._table.remove_client(key), **callbacks)
+        self._table.add_client(key, tx)
+        return tx
+
+    def trust_peer(self, call_id: str, host: str | None) -> None:
+        """The address a call we place was sent to (its BYE comes from there), or
+        ``None`` when that call is over."""
+        if host is None:
+            self._placed_peers.pop(call_id, None)
+        else:
+            self._placed_peers[call_id] = host
+
+    def run_placed_call(self, call: SipCallAudio) -> None:
+        """A call we placed was answered and ACKed: the platform takes it from here."""
+        self.calls[call.info.call_id] = call
+        self._spawn(self._run_call(call))
+
     def answer_sdp(self, offer: bytes, *, local_port: int, session_id: int, version: int) -> Answer:
         return answer_offer(offer, local_address=self.config.public_address,
                             local_port=local_port, session_id=session_id, version=version)
@@ -474,6 +505,7 @@ class SipServer(asyncio.DatagramProtocol):
     def call_over(self, call: SipCallAudio) -> None:
         if self.calls.get(call.info.call_id) is call:
             del self.calls[call.info.call_id]
+        self._placed_peers.pop(call.info.call_id, None)
         if not call.went_live:  # admitted, answered, never ACKed: free what admission held
             self.host.call_finished(call.info.call_id)
 
