@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from agentplatform.agents.store import AgentStore
 from agentplatform.bridge.call import CallDeps, CallSession
 from agentplatform.bridge.metrics import METRICS
+from agentplatform.campaigns.service import CampaignQueue, start_campaign_queue
 from agentplatform.carriers.base import CallAudio, CallInfo
 from agentplatform.carriers.dialing import OutboundRequest
 from agentplatform.carriers.plugin import Carrier
@@ -216,10 +217,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 for issue in issues:
                     log.error("agent file not loaded: %s", issue)
             started: list[Carrier] = []
+            campaigns: CampaignQueue | None = None
             try:
                 started = await _start_carriers(carriers)
+                campaigns = await start_campaign_queue(platform, engine)
                 yield
             finally:
+                if campaigns is not None:
+                    await campaigns.stop()  # no new dials; calls on the line go on
                 if warming is not None:
                     warming.cancel()
                 drain.hand_back()
@@ -242,7 +247,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.single_use = single_use  # also platform.single_use once the lifespan runs
 
     from agentplatform.web.api import router as api_router
+    from agentplatform.web.dial_api import router as dial_router
     from agentplatform.web.admin import router as admin_router
+    from agentplatform.web.campaigns_admin import router as campaigns_admin_router
+    from agentplatform.web.campaigns_api import router as campaigns_api_router
     from agentplatform.web.setup import install_admin
 
     # Carriers are plug-ins (carriers/registry.py): their routes, their public paths,
@@ -253,8 +261,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         router = carrier.routes()
         if router is not None:
             app.include_router(router)
+    app.include_router(dial_router)  # POST /api/calls, before GET /api/calls/{id}
     app.include_router(api_router)
     app.include_router(admin_router)
+    app.include_router(campaigns_api_router)
+    app.include_router(campaigns_admin_router)
     install_admin(app, settings,
                   public_paths=tuple(p for c in carriers for p in c.public_paths),
                   server_paths=tuple(p for c in carriers for p in c.server_paths))

@@ -1,4 +1,4 @@
-"""The command line: ``agentplatform serve | agents list|validate | call | chat | bench |
+"""The command line: ``agentplatform serve | agents list|validate | call | dial | chat | bench |
 hash-password | db upgrade``."""
 
 from __future__ import annotations
@@ -67,6 +67,12 @@ def _bench(args: argparse.Namespace) -> int:
     from agentplatform.bench import run_bench
 
     return run_bench(args)
+
+
+def _dial(args: argparse.Namespace) -> int:
+    from agentplatform.outbound.command import run_dial
+
+    return run_dial(args)
 
 
 def _hash_password(args: argparse.Namespace) -> int:
@@ -155,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--url", help="a running server (default: in-process, this machine's settings)")
     chat.add_argument("--api-key", help="the server's API key (default: API_KEY)")
     chat.set_defaults(func=_chat)
+
+    from agentplatform.outbound.command import add_dial_arguments
+
+    dial = sub.add_parser("dial", help="ask a running server to call a number (API_KEY from "
+                                       "the environment)")
+    add_dial_arguments(dial)
+    dial.set_defaults(func=_dial)
 
     hash_pw = sub.add_parser("hash-password",
                              help="print an ADMIN_PASSWORD_HASH setting for a new admin password")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -55,7 +56,7 @@ from agentplatform.realtime.base import (
     Transcript,
 )
 from agentplatform.records import CallRecorder, CallStart, EndReason
-from agentplatform.tools import EndCall, ToolRunner, Transfer, tool_specs
+from agentplatform.tools import EndCall, SendDtmf, ToolOutcome, ToolRunner, Transfer, tool_specs
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +337,7 @@ class CallSession:
             if self._ended.is_set():
                 return
         if self._ending and self._ending.transferring:  # a carrier may close it to hand over
-            self._set_end(EndReason.TRANSFERRED, "stream closed by transfer")
+            self._set_end(EndReason.TRANSFERRED, self._transfer_detail("stream closed"))
         else:
             self._set_end(EndReason.CALLER_HUNG_UP, "stream closed")
 
@@ -366,7 +367,7 @@ class CallSession:
 
     async def _on_stream_stopped(self, event: StreamStopped) -> None:
         if self._ending and self._ending.transferring:
-            self._set_end(EndReason.TRANSFERRED, "stream ended by transfer")
+            self._set_end(EndReason.TRANSFERRED, self._transfer_detail("stream ended"))
         elif event.reason in _CARRIER_END_REASONS:
             self._set_end(EndReason(event.reason), event.detail or event.reason)
         elif event.reason:  # a reason this bridge does not know: still the carrier's doing
@@ -594,6 +595,8 @@ class CallSession:
 
     async def _run_tool(self, event: ToolCall) -> None:
         outcome = await self.tools.run(event.name, event.arguments)
+        if isinstance(outcome.action, SendDtmf):
+            outcome = await self._press_keys(outcome, outcome.action)
         if self._speech_stopped_at is not None:  # the caller is waiting on this tool
             self._tool_ms_in_turn += outcome.duration_ms
         if self.deps.observer is not None:
@@ -608,6 +611,19 @@ class CallSession:
             self._begin_ending(EndReason.TRANSFERRED, outcome.action)
         if self.model is not None and not self._ended.is_set():
             await self.model.send_tool_result(event.call_id, event.name, outcome.output)
+
+    async def _press_keys(self, outcome: ToolOutcome, action: SendDtmf) -> ToolOutcome:
+        """Send the keys through the carrier now (the model waits for the result);
+        a carrier that cannot turns the result into a failure the model hears."""
+        started = time.perf_counter()
+        try:
+            await self.audio.send_dtmf(action.digits)
+        except CarrierError as exc:
+            output, ok = f"The keys could not be pressed: {exc}", False
+        else:
+            output, ok = outcome.output, True
+        elapsed = outcome.duration_ms + (time.perf_counter() - started) * 1000.0
+        return dataclasses.replace(outcome, output=output, ok=ok, duration_ms=round(elapsed, 1))
 
     def _begin_ending(self, reason: EndReason, transfer: Transfer | None = None) -> None:
         if self._ending is not None:
@@ -631,6 +647,13 @@ class CallSession:
             self._set_end(ending.reason)
         else:
             await self._transfer(ending, ending.transfer)
+
+    def _transfer_detail(self, how: str) -> str:
+        """The record's detail when the carrier ended the line for a transfer before
+        its request returned: still names the target."""
+        transfer = self._ending.transfer if self._ending is not None else None
+        target = f"to {transfer.destination}; " if transfer is not None else ""
+        return f"{target}{how} by transfer"
 
     async def _transfer(self, ending: _Ending, transfer: Transfer) -> None:
         """Hand the caller over while the model session is still open, so that a

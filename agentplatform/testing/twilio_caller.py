@@ -203,6 +203,11 @@ class TwilioCaller:
         await self._open_stream(self.answer)
         return True
 
+    async def stream(self, answer: TwimlAnswer) -> None:
+        """Open the ``<Stream>`` of ``answer`` as Twilio does once a call is answered
+        (the REST simulator's calls, which have no voice webhook)."""
+        await self._open_stream(answer)
+
     async def _open_stream(self, answer: TwimlAnswer) -> None:
         # Connect to the server we were given; sign the URL the TwiML named, as Twilio does.
         parts = urlsplit(answer.stream_url)
