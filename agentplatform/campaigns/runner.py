@@ -1,0 +1,83 @@
+"""The campaign runner: one tick decides, one dial per claimed contact places.
+
+Both queues (``local_queue`` without Redis, ``arq_queue`` over it) drive these two
+steps; they differ only in who calls ``tick`` and where each ``dial`` runs. Every
+database step runs in a worker thread; the event loop only awaits the dialer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from agentplatform.campaigns import store
+from agentplatform.campaigns.store import Claim, DialTicket, TickReport
+from agentplatform.storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+# Placing a call returns once the carrier has it (Twilio: REST accepted; SIP: INVITE
+# sent); one that takes longer is counted failed, well inside the claim's lease.
+DIAL_TIMEOUT = 60.0
+
+
+class Dial(Protocol):
+    """Places one campaign call; returns the platform call id, whose record will say
+    how it ended. Raises an exception with ``reason`` (and ``message``) when refused."""
+
+    async def __call__(self, ticket: DialTicket) -> str: ...
+
+
+class CampaignRunner:
+    def __init__(self, engine: Engine, dial: Dial, *,
+                 agent_limits: Callable[[], Mapping[str, int | None]] = dict,
+                 clock: Callable[[], datetime] = utcnow, owner: str = store.PROCESS_ID) -> None:
+        self.engine = engine
+        self.dial = dial
+        self.agent_limits = agent_limits
+        self.clock = clock
+        self.owner = owner
+
+    async def tick(self) -> list[Claim]:
+        """Settle, recover, complete, claim; returns the claims this process made."""
+        limits = dict(self.agent_limits())  # read on the loop: the agent store is not threadsafe
+        report: TickReport = await asyncio.to_thread(
+            store.tick, self.engine, self.clock(), owner=self.owner, agent_limits=limits)
+        if report.settled or report.recovered or report.completed:
+            log.info("campaigns: %d outcomes recorded, %d claims recovered, completed %s",
+                     report.settled, report.recovered, report.completed or "none")
+        return report.claims
+
+    async def recover_all_but_mine(self) -> int:
+        """At the start of a single-process queue: every claim is a dead process's."""
+        return await asyncio.to_thread(store.recover, self.engine, self.clock(),
+                                       not_mine_of=self.owner)
+
+    async def dial_contact(self, contact_id: int, token: str) -> str | None:
+        """Place the call for one claim, unless the claim is gone or the campaign is no
+        longer running; returns the call id when a call was placed."""
+        ticket = await asyncio.to_thread(store.start_dial, self.engine, contact_id, token,
+                                         self.clock())
+        if ticket is None:
+            return None
+        try:
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                call_id = await self.dial(ticket)
+        except Exception as exc:  # the dialer's refusal, or anything it raised
+            reason = str(getattr(exc, "reason", "failed"))
+            message = str(getattr(exc, "message", "") or exc or type(exc).__name__)
+            if isinstance(exc, TimeoutError):
+                message = f"placing the call took over {DIAL_TIMEOUT:.0f} s"
+            log.info("campaign %s: %s not dialed: %s (%s)", ticket.campaign_id,
+                     ticket.to_number, reason, message)
+            await asyncio.to_thread(store.dial_refused, self.engine, contact_id, token,
+                                    reason, message, self.clock())
+            return None
+        await asyncio.to_thread(store.dial_placed, self.engine, contact_id, token, call_id,
+                                self.clock())
+        return call_id

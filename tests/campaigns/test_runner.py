@@ -1,0 +1,311 @@
+"""The campaign runner on the database queue, driven tick by tick on a test clock:
+who is called, when, how often, and what happens on pause, refusal and restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from agentplatform.campaigns import store
+from agentplatform.campaigns.contacts_csv import ContactRow
+from agentplatform.campaigns.runner import CampaignRunner
+from agentplatform.campaigns.store import CampaignSettings
+from agentplatform.storage.models import CampaignContact
+
+from .callees import Callees
+
+T0 = datetime(2026, 6, 1, 16, 0, tzinfo=UTC)  # 09:00 in Los Angeles, 12:00 in New York
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    yield Clock()
+
+
+def _numbers(n: int, first: int = 100) -> list[str]:
+    return [f"+1415555{first + i:04d}" for i in range(n)]
+
+
+def _campaign(engine: Engine, numbers: list[str], clock: Clock, *, zone: str = "UTC",
+              **settings: object) -> str:
+    spec = CampaignSettings(**{"name": "reminders", "agent": "front-desk", "carrier": "sip",
+                               "from_number": "+15555550100", "hours_start": "00:00",
+                               "hours_end": "00:00", "calls_per_second": 100.0,
+                               "max_concurrent": 100, **settings})  # type: ignore[arg-type]
+    rows = [ContactRow(i + 2, n, {"name": f"n{i}"}, zone) for i, n in enumerate(numbers)]
+    return store.create_campaign(engine, spec, rows, now=clock())
+
+
+async def _round(runner: CampaignRunner) -> list[str | None]:
+    """One tick and every dial it claimed (pacing delays are the queue's business)."""
+    return [await runner.dial_contact(c.contact_id, c.token) for c in await runner.tick()]
+
+
+def _status(engine: Engine, campaign_id: str) -> str:
+    detail = store.campaign_detail(engine, campaign_id)
+    assert detail is not None
+    return detail["status"]
+
+
+def _contacts(engine: Engine) -> dict[str, CampaignContact]:
+    with Session(engine) as session:
+        return {c.number: c for c in session.exec(select(CampaignContact)).all()}
+
+
+async def test_every_number_is_called_once_and_the_campaign_completes(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, clock=clock)
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    campaign = _campaign(sqlite_engine, _numbers(5), clock)
+    await _round(runner)
+    await _round(runner)  # records the outcomes, then completes
+    assert sorted(callees.dialed) == _numbers(5)
+    assert _status(sqlite_engine, campaign) == "completed"
+    detail = store.campaign_detail(sqlite_engine, campaign)
+    assert detail is not None
+    assert detail["outcomes"] == {"completed": 5} and detail["progress"] == 1.0
+    assert callees.tickets[0].params == {"name": "n0"}
+
+
+async def test_busy_and_no_answer_are_retried_with_growing_waits_until_max_attempts(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    busy, silent = _numbers(2)
+    callees = Callees(sqlite_engine, clock=clock, script={busy: ["busy", "completed"],
+                                      silent: ["no_answer", "no_answer", "no_answer"]})
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    campaign = _campaign(sqlite_engine, [busy, silent], clock, max_attempts=3,
+                         retry_backoff_seconds=60)
+    await _round(runner)
+    await _round(runner)
+    assert callees.times_dialed() == {busy: 1, silent: 1}  # both wait a minute
+    clock.advance(59)
+    await _round(runner)
+    assert len(callees.dialed) == 2
+    clock.advance(1)
+    await _round(runner)  # the second attempts, ended at T0+60
+    assert callees.times_dialed() == {busy: 2, silent: 2}
+    clock.advance(119)
+    await _round(runner)
+    assert callees.times_dialed() == {busy: 2, silent: 2}  # the second wait is twice as long
+    clock.advance(1)
+    await _round(runner)
+    await _round(runner)
+    assert callees.times_dialed() == {busy: 2, silent: 3}
+    contacts = _contacts(sqlite_engine)
+    assert (contacts[busy].status, contacts[busy].last_outcome) == ("done", "completed")
+    assert (contacts[silent].status, contacts[silent].attempts) == ("failed", 3)
+    assert contacts[silent].last_outcome == "no_answer"
+    assert _status(sqlite_engine, campaign) == "completed"
+
+
+async def test_a_failed_dial_is_not_tried_again(sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, clock=clock, script={_numbers(1)[0]: ["failed"]})
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    _campaign(sqlite_engine, _numbers(1), clock, max_attempts=5, retry_backoff_seconds=1)
+    for _ in range(4):
+        await _round(runner)
+        clock.advance(10)
+    assert len(callees.dialed) == 1
+    assert _contacts(sqlite_engine)[_numbers(1)[0]].status == "failed"
+
+
+async def test_no_more_calls_are_live_than_the_campaign_allows(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, hold=True, clock=clock)
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    _campaign(sqlite_engine, _numbers(7), clock, max_concurrent=3)
+    await _round(runner)
+    await _round(runner)
+    assert len(callees.dialed) == 3
+    await callees.hang_up_all()
+    await _round(runner)
+    assert len(callees.dialed) == 6
+
+
+async def test_the_agents_concurrency_limit_counts_its_other_calls_too(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, hold=True, clock=clock)
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock,
+                            agent_limits=lambda: {"front-desk": 4})
+    _campaign(sqlite_engine, _numbers(5), clock, max_concurrent=10)
+    _campaign(sqlite_engine, _numbers(5, first=200), clock, max_concurrent=10)
+    await _round(runner)
+    await _round(runner)
+    assert len(callees.dialed) == 4  # across both of the agent's campaigns
+
+
+async def test_calls_go_out_at_the_campaigns_rate(sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, clock=clock)
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    _campaign(sqlite_engine, _numbers(10), clock, calls_per_second=2.0)
+    placed = []
+    for _ in range(4):
+        placed.append(len(await _round(runner)))
+        clock.advance(0.5)
+    assert placed == [2, 1, 1, 1]
+
+
+async def test_nobody_is_called_outside_their_own_calling_hours(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    clock.now = datetime(2026, 6, 1, 14, 0, tzinfo=UTC)  # 10:00 New York, 07:00 Los Angeles
+    callees = Callees(sqlite_engine, clock=clock)
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    east, west = "+12125550100", "+14155550100"
+    spec = CampaignSettings(name="c", agent="front-desk", carrier="sip",
+                            hours_start="09:00", hours_end="20:00", calls_per_second=10,
+                            max_concurrent=10)
+    store.create_campaign(sqlite_engine, spec, [
+        ContactRow(2, east, {}, "America/New_York"),
+        ContactRow(3, west, {}, "America/Los_Angeles")], now=clock())
+    await _round(runner)
+    assert callees.dialed == [east]
+    assert _contacts(sqlite_engine)[west].next_attempt_at == \
+        datetime(2026, 6, 1, 16, 0, tzinfo=UTC)
+    clock.now = datetime(2026, 6, 1, 15, 59, tzinfo=UTC)
+    await _round(runner)
+    assert callees.dialed == [east]
+    clock.now = datetime(2026, 6, 1, 16, 0, tzinfo=UTC)
+    await _round(runner)
+    assert callees.dialed == [east, west]
+
+
+async def test_pausing_stops_new_dials_at_once_and_resume_continues(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, clock=clock)
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    campaign = _campaign(sqlite_engine, _numbers(6), clock, calls_per_second=3.0)
+    claims = await runner.tick()
+    assert len(claims) == 3
+    await runner.dial_contact(claims[0].contact_id, claims[0].token)
+    store.set_status(sqlite_engine, campaign, "pause")
+    # Claimed before the pause, not yet dialed: dropped, back to pending, not counted.
+    assert [await runner.dial_contact(c.contact_id, c.token) for c in claims[1:]] == \
+        [None, None]
+    clock.advance(5)
+    assert await runner.tick() == []
+    assert len(callees.dialed) == 1
+    assert _status(sqlite_engine, campaign) == "paused"
+    store.set_status(sqlite_engine, campaign, "resume")
+    for _ in range(4):
+        await _round(runner)
+        clock.advance(1)
+    assert sorted(callees.dialed) == _numbers(6)
+    assert sum(c.attempts for c in _contacts(sqlite_engine).values()) == 6
+    assert _status(sqlite_engine, campaign) == "completed"
+
+
+async def test_a_claim_is_dialed_at_most_once(sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, clock=clock)
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    _campaign(sqlite_engine, _numbers(1), clock)
+    [claim] = await runner.tick()
+    assert await runner.dial_contact(claim.contact_id, claim.token) is not None
+    assert await runner.dial_contact(claim.contact_id, claim.token) is None  # a job run twice
+    assert len(callees.dialed) == 1
+
+
+async def test_a_refusal_by_the_platform_is_no_attempt_and_waits(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    number = _numbers(1)[0]
+    callees = Callees(sqlite_engine, clock=clock, refuse={number: "busy"})
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    _campaign(sqlite_engine, [number], clock, max_attempts=1)
+    await _round(runner)
+    contact = _contacts(sqlite_engine)[number]
+    assert (contact.status, contact.attempts, contact.last_outcome) == ("pending", 0, "busy")
+    del callees.refuse[number]
+    clock.advance(store.PLATFORM_RETRY.total_seconds())
+    await _round(runner)
+    assert callees.dialed == [number]
+
+
+async def test_a_bad_request_refused_by_the_dialer_fails_the_contact(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    number = _numbers(1)[0]
+    callees = Callees(sqlite_engine, clock=clock, refuse={number: "invalid"})
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    campaign = _campaign(sqlite_engine, [number], clock)
+    await _round(runner)
+    await _round(runner)
+    contact = _contacts(sqlite_engine)[number]
+    assert (contact.status, contact.last_outcome) == ("failed", "failed")
+    assert "invalid" in contact.last_detail
+    assert _status(sqlite_engine, campaign) == "completed"
+
+
+async def test_claims_left_by_a_dead_process_are_taken_back(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, clock=clock)
+    dead = CampaignRunner(sqlite_engine, callees, clock=clock, owner="dead-process")
+    _campaign(sqlite_engine, _numbers(2), clock)
+    first, second = await dead.tick()
+    # It started dialing the first (and died before learning the call id); the
+    # second it never reached.
+    assert store.start_dial(sqlite_engine, first.contact_id, first.token, clock()) is not None
+    alive = CampaignRunner(sqlite_engine, callees, clock=clock, owner="new-process")
+    assert await alive.tick() == []  # the claims are still within their lease
+    clock.advance(store.CLAIM_SECONDS + 1)
+    claims = await alive.tick()
+    contacts = {c.id: c for c in _contacts(sqlite_engine).values()}
+    assert [c.contact_id for c in claims] == [second.contact_id]  # never dialed: as new
+    interrupted = contacts[first.contact_id]
+    assert (interrupted.status, interrupted.attempts, interrupted.last_outcome) == \
+        ("pending", 1, "interrupted")  # counted, and waits its back-off
+
+
+async def test_a_single_process_queue_takes_back_every_old_claim_at_start(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, clock=clock)
+    _campaign(sqlite_engine, _numbers(3), clock)
+    assert len(await CampaignRunner(sqlite_engine, callees, clock=clock,
+                                    owner="before-restart").tick()) == 3
+    restarted = CampaignRunner(sqlite_engine, callees, clock=clock, owner="after-restart")
+    assert await restarted.recover_all_but_mine() == 3
+    await _round(restarted)
+    assert sorted(callees.dialed) == _numbers(3)
+
+
+async def test_a_call_still_ringing_at_restart_is_settled_from_its_record(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, clock=clock, script={_numbers(1)[0]: ["voicemail_left"]},
+                      hold=True)
+    campaign = _campaign(sqlite_engine, _numbers(1), clock)
+    await _round(CampaignRunner(sqlite_engine, callees, clock=clock, owner="before"))
+    restarted = CampaignRunner(sqlite_engine, callees, clock=clock, owner="after")
+    assert await restarted.recover_all_but_mine() == 0  # it has a call: the record decides
+    await callees.hang_up_all()
+    await _round(restarted)
+    await _round(restarted)
+    assert callees.dialed == _numbers(1)
+    detail = store.campaign_detail(sqlite_engine, campaign)
+    assert detail is not None and detail["outcomes"] == {"voicemail_left": 1}
+    assert detail["status"] == "completed"
+
+
+def test_status_changes_follow_the_campaigns_life(sqlite_engine: Engine) -> None:
+    clock = Clock()
+    campaign = _campaign(sqlite_engine, _numbers(1), clock, start=False)
+    assert _status(sqlite_engine, campaign) == "draft"
+    with pytest.raises(store.CampaignConflict, match="cannot pause a campaign that is draft"):
+        store.set_status(sqlite_engine, campaign, "pause")
+    assert store.set_status(sqlite_engine, campaign, "resume") == "running"
+    assert store.set_status(sqlite_engine, campaign, "cancel") == "cancelled"
+    with pytest.raises(store.CampaignConflict):
+        store.set_status(sqlite_engine, campaign, "resume")
+    with pytest.raises(KeyError):
+        store.set_status(sqlite_engine, "nope", "pause")
