@@ -65,7 +65,17 @@ class TransferCallTool(_Section):
     destinations: dict[str, str] = Field(min_length=1)
 
 
-Tool = WebhookTool | EndCallTool | TransferCallTool
+class SendDtmfTool(_Section):
+    """Built-in: press keys on the phone keypad (RFC 4733 on SIP), e.g. to get
+    through a phone menu on a call the agent placed."""
+
+    type: Literal["send_dtmf"] = "send_dtmf"
+    name: str = "send_dtmf"
+    description: str = ("Press keys on the phone keypad, e.g. to choose an option in a phone "
+                        "menu: digits 0-9, * and #; w waits half a second.")
+
+
+Tool = WebhookTool | EndCallTool | TransferCallTool | SendDtmfTool
 
 
 def _json_object(value: Any) -> Any:

@@ -26,7 +26,7 @@ from agentplatform.catalog import Catalog
 from agentplatform.config import Settings
 from agentplatform.realtime.base import ResponseDone, SessionError, ToolCall
 from agentplatform.text.base import TextDelta
-from agentplatform.tools import EndCall, ToolRunner, Transfer, tool_specs
+from agentplatform.tools import EndCall, SendDtmf, ToolRunner, Transfer, tool_specs
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,8 @@ def _action_note(action: object) -> str:
         return "on a phone call the agent would now hang up"
     if isinstance(action, Transfer):
         return f"on a phone call the caller would now be transferred to {action.number}"
+    if isinstance(action, SendDtmf):
+        return f"on a phone call the keys {action.digits} would now be pressed"
     return ""
 
 

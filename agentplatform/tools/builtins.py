@@ -1,4 +1,4 @@
-"""Built-in tools: end the call, transfer the call.
+"""Built-in tools: end the call, transfer the call, press phone keys.
 
 These only *decide*. Hanging up or transferring needs the carrier, and the
 moment matters (let the goodbye finish playing first), so the decision goes
@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentplatform.agents.spec import EndCallTool, TransferCallTool
+from agentplatform.agents.spec import EndCallTool, SendDtmfTool, TransferCallTool
+from agentplatform.carriers.dtmf import BadDtmf, validate_dtmf
 from agentplatform.errors import ToolError
 
 
@@ -33,7 +34,15 @@ class Transfer:
     reason: str = ""
 
 
-ToolAction = EndCall | Transfer
+@dataclass(frozen=True, slots=True)
+class SendDtmf:
+    """Press ``digits`` (validated: ``0-9*#A-D`` and ``w``) on the call now; the
+    bridge tells the model whether the carrier could."""
+
+    digits: str
+
+
+ToolAction = EndCall | Transfer | SendDtmf
 
 
 def _reason(arguments: Mapping[str, Any]) -> str:
@@ -68,6 +77,34 @@ def transfer_spec_parameters(tool: TransferCallTool) -> dict[str, Any]:
         "required": ["destination"],
         "additionalProperties": False,
     }
+
+
+def send_dtmf_spec_parameters() -> dict[str, Any]:
+    """JSON schema of send_dtmf's arguments: the keys to press."""
+    return {
+        "type": "object",
+        "properties": {
+            "digits": {
+                "type": "string",
+                "pattern": "^[0-9*#A-Dw ]{1,64}$",
+                "description": "Keys to press in order, e.g. \"1\" or \"123#\"; w waits half a second.",
+            },
+        },
+        "required": ["digits"],
+        "additionalProperties": False,
+    }
+
+
+def send_dtmf(tool: SendDtmfTool, arguments: Mapping[str, Any]) -> tuple[str, SendDtmf]:
+    """Decide to press keys; a bad string is a ``ToolError`` saying what is allowed."""
+    digits = arguments.get("digits")
+    if not isinstance(digits, str):
+        raise ToolError("digits must be a string of keys such as \"1\" or \"123#\"")
+    try:
+        keys = validate_dtmf(digits)
+    except BadDtmf as exc:
+        raise ToolError(str(exc)) from None
+    return f"Pressed {' '.join(keys)}.", SendDtmf(keys)
 
 
 def end_call(tool: EndCallTool, arguments: Mapping[str, Any]) -> tuple[str, EndCall]:

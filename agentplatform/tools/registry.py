@@ -24,7 +24,9 @@ from typing import Any
 import httpx
 
 from agentplatform.agents import envpolicy
-from agentplatform.agents.spec import AgentSpec, EndCallTool, Tool, TransferCallTool, WebhookTool
+from agentplatform.agents.spec import (
+    AgentSpec, EndCallTool, SendDtmfTool, Tool, TransferCallTool, WebhookTool,
+)
 from agentplatform.config import get_settings
 from agentplatform.errors import ToolError
 from agentplatform.realtime.base import ToolSpec
@@ -66,6 +68,7 @@ _PARAMETERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "webhook": lambda tool: copy.deepcopy(tool.parameters),
     "end_call": lambda tool: builtins.end_call_spec_parameters(),
     "transfer_call": builtins.transfer_spec_parameters,
+    "send_dtmf": lambda tool: builtins.send_dtmf_spec_parameters(),
 }
 
 
@@ -125,6 +128,7 @@ class ToolRunner:
             "webhook": self._run_webhook,
             "end_call": self._run_end_call,
             "transfer_call": self._run_transfer,
+            "send_dtmf": self._run_send_dtmf,
         }
 
     @property
@@ -168,3 +172,6 @@ class ToolRunner:
 
     async def _run_transfer(self, tool: TransferCallTool, arguments: dict[str, Any]) -> _Result:
         return builtins.transfer_call(tool, arguments)
+
+    async def _run_send_dtmf(self, tool: SendDtmfTool, arguments: dict[str, Any]) -> _Result:
+        return builtins.send_dtmf(tool, arguments)
