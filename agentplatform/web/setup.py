@@ -24,6 +24,7 @@ def install_admin(app: FastAPI, settings: Settings, *, public_paths: tuple[str, 
     from agentplatform.web.agents_admin import router as agents_router
     from agentplatform.web.browser_call import router as browser_call_router
     from agentplatform.web.chat_routes import router as chat_router
+    from agentplatform.web.dial_admin import router as dial_admin_router
     from agentplatform.web.login import router as login_router
 
     access = Access(settings, revocations=getattr(app.state, "single_use", None),
@@ -34,6 +35,7 @@ def install_admin(app: FastAPI, settings: Settings, *, public_paths: tuple[str, 
     app.include_router(agents_router)
     app.include_router(chat_router)
     app.include_router(browser_call_router)
+    app.include_router(dial_admin_router)
     _close_chats_at_shutdown(app)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
