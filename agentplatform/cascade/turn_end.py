@@ -55,7 +55,7 @@ _DANGLING = frozenset("""
 a an the to for of with at on in into from by about like as than and or but so because
 if when while that which who whose where my your our their his her its this these those
 some any no every is are was were am be been being do does did have has had can could
-would should will shall may might must i i'm i'd i'll we you they he she it's
+would should will shall may might must i i'm i'd i'll we they he she it's
 um uh er erm hmm well and-uh want need wanted needed wondering think
 """.split())
 _TRAILING_CUT = re.compile(r"(,|;|:|-|—|…|\.\.\.)\s*$")

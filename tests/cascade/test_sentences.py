@@ -39,3 +39,16 @@ def test_line_breaks_end_a_piece_and_nothing_is_lost() -> None:
     text = "First line\nSecond line? Yes: third."
     pieces = _feed_all(SentenceBuffer(), list(text))
     assert pieces == ["First line", "Second line?", "Yes: third."]
+
+
+def test_the_first_piece_is_a_short_phrase_up_to_its_first_comma() -> None:
+    text = "I'm sorry to hear that, let me put you through to our staff right away."
+    pieces = _feed_all(SentenceBuffer(), [w + " " for w in text.split(" ")])
+    assert pieces == ["I'm sorry to hear that,",
+                      "let me put you through to our staff right away."]
+
+
+def test_a_comma_after_a_word_or_two_does_not_make_a_piece_too_short_to_speak() -> None:
+    text = "Of course, I'll have our staff call you back today, to find a time."
+    pieces = _feed_all(SentenceBuffer(), [w + " " for w in text.split(" ")])
+    assert pieces[0] == "Of course, I'll have our staff call you back today,"

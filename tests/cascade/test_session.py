@@ -10,6 +10,7 @@ import pytest
 
 from agentplatform.cascade.metrics import CascadeMetrics
 from agentplatform.cascade.session import DIDNT_CATCH, CascadeParts, CascadeSession
+from agentplatform.cascade.turn_end import HANGOVERS
 from agentplatform.errors import ModelError
 from agentplatform.realtime.base import (
     AudioDelta,
@@ -330,3 +331,68 @@ async def test_a_hint_the_caller_spoke_past_is_not_used() -> None:
     await _collect(session, _responses_done(1))
     await session.close()
     assert [n for n, _ in stt.heard] == [1000, len(UTTERANCE)]
+
+
+class JudgingVad(ScriptedVad):
+    """A detector whose pause at 2.4 s has lasted ``quiet_ms`` when a verdict comes in,
+    and which has no end of its own: only a verdict can end the turn."""
+
+    def __init__(self, quiet_ms: float = 250.0) -> None:
+        self.quiet_ms = quiet_ms
+        self.silence_duration_ms = 400
+        self.limits: list[float] = []
+
+    def process(self, pcm16: bytes) -> list[SpeechStart | SpeechPause | SpeechEnd]:
+        return [] if pcm16 == b"end" else super().process(pcm16)
+
+    def end_pause_after(self, pause_at_ms: float, hangover_ms: float) -> SpeechEnd | None:
+        self.limits.append(hangover_ms)
+        if pause_at_ms == 2400.0 and self.quiet_ms >= hangover_ms:
+            return SpeechEnd(audio=UTTERANCE, speech_ms=1200.0, at_ms=2400.0 + self.quiet_ms)
+        return None
+
+
+def _judged_session(stt: ScriptedStt, vad: JudgingVad) -> CascadeSession:
+    parts = CascadeParts(text=ScriptedText("Nine to five."), stt=stt, tts=WordVoice(),
+                         vad=vad, turn_end=HANGOVERS["auto"])
+    return CascadeSession(SessionSetup(model="m", instructions="i"), parts,
+                          metrics=CascadeMetrics(), chunk_ms=100)
+
+
+async def test_a_finished_sentence_heard_in_a_pause_ends_the_turn_after_a_short_hangover() -> None:
+    vad = JudgingVad(quiet_ms=250.0)
+    session = _judged_session(ScriptedStt("What are your hours?"), vad)
+    await session.connect()
+    await session.send_audio(b"start")
+    await session.send_audio(b"pause")
+    events = await _collect(session, _responses_done(1))
+    await session.close()
+    assert vad.limits == [HANGOVERS["auto"].complete_ms]
+    assert [e.text for e in events if isinstance(e, Transcript)] == [
+        "What are your hours?", "Nine to five."]
+
+
+async def test_a_phrase_cut_off_in_a_pause_is_not_answered_in_that_pause() -> None:
+    vad = JudgingVad(quiet_ms=600.0)  # a long thinking pause, still shorter than allowed
+    session = _judged_session(ScriptedStt("I'd like to book an"), vad)
+    await session.connect()
+    await session.send_audio(b"start")
+    await session.send_audio(b"pause")
+    await asyncio.sleep(0.05)
+    assert vad.limits == [HANGOVERS["auto"].incomplete_ms]
+    assert session._utterances.empty()  # the turn goes on: nothing was sent to be answered
+    await session.close()
+
+
+async def test_without_a_judge_the_detector_alone_ends_the_turn() -> None:
+    vad = JudgingVad(quiet_ms=1000.0)
+    parts = CascadeParts(text=ScriptedText("Nine to five."), stt=ScriptedStt(), tts=WordVoice(),
+                         vad=vad)
+    session = CascadeSession(SessionSetup(model="m", instructions="i"), parts,
+                             metrics=CascadeMetrics(), chunk_ms=100)
+    await session.connect()
+    await session.send_audio(b"start")
+    await session.send_audio(b"pause")
+    await asyncio.sleep(0.05)
+    await session.close()
+    assert vad.limits == []

@@ -143,3 +143,42 @@ def test_a_pause_hint_carries_the_audio_the_end_will_carry(stream: bytes):
     # The hint comes during the hangover, before the end, with the same bytes.
     assert pauses and pauses[-1].at_ms < events[-1].at_ms
     assert pauses[-1].audio == events[-1].audio
+
+
+def _until_pause(vad: SileroVad, speech: bytes) -> SpeechPause:
+    """Feed speech then quiet, 20 ms at a time, until the pause hint."""
+    for frame in split_frames(silence(LEAD_MS, RATE) + speech + silence(1500, RATE), RATE, 20):
+        for event in vad.process(frame):
+            if isinstance(event, SpeechPause):
+                return event
+            assert not isinstance(event, SpeechEnd), "ended before any pause hint"
+    raise AssertionError("no pause hint")
+
+
+def test_a_pause_judged_complete_ends_the_turn_at_once_with_the_hint_audio(speech: bytes):
+    vad = SileroVad(silence_duration_ms=800)
+    pause = _until_pause(vad, speech)
+    end = vad.end_pause_after(pause.at_ms, 50)
+    assert isinstance(end, SpeechEnd)
+    assert end.audio == pause.audio
+    assert not vad.speaking
+
+
+def test_a_pause_judged_unfinished_outlasts_the_usual_silence(speech: bytes):
+    vad = SileroVad(silence_duration_ms=300)
+    pause = _until_pause(vad, speech)
+    assert vad.end_pause_after(pause.at_ms, 900) is None
+    ends = feed(vad, silence(600, RATE))  # past the 300 ms the detector would wait
+    assert ends == [] and vad.speaking
+    ends = feed(vad, silence(400, RATE))
+    assert [type(e) for e in ends] == [SpeechEnd]
+
+
+def test_a_verdict_on_a_pause_the_caller_spoke_past_changes_nothing(speech: bytes):
+    vad = SileroVad(silence_duration_ms=400)
+    pause = _until_pause(vad, speech)
+    feed(vad, speech[: RATE * 2])  # the caller goes on talking
+    assert vad.end_pause_after(pause.at_ms, 0) is None
+    assert vad.speaking
+    events = feed(vad, silence(1000, RATE))
+    assert [type(e) for e in events] == [SpeechEnd]
