@@ -17,6 +17,7 @@ from agentplatform.campaigns import store
 from agentplatform.campaigns.contacts_csv import ContactRow, ContactsInvalid, parse_csv, \
     parse_items
 from agentplatform.campaigns.hours import is_time_zone, parse_hhmm
+from agentplatform.carriers.dialing import MachineDetection
 from agentplatform.carriers.plugin import Carrier
 from agentplatform.outbound.request import DialRequest, machine_detection_of, request_problem
 
@@ -106,7 +107,7 @@ def campaign_settings(values: Mapping[str, Any], agents: AgentStore,
     if not from_number and loaded is not None and not loaded.spec.phone_numbers:
         errors["from"] = f"required: agent {agent_name} has no phone_numbers to call from"
     detection = machine_detection_of(values.get("machine_detection"))
-    if isinstance(detection, str):
+    if not isinstance(detection, MachineDetection):  # why not, as text
         errors["machine_detection"] = detection
     voicemail = _text(values, "voicemail_message")
     hours = {}
@@ -126,7 +127,7 @@ def campaign_settings(values: Mapping[str, Any], agents: AgentStore,
         errors["max_concurrent"] = (f"at most the agent's max_concurrent_calls "
                                     f"({agent_limit})")
     if not errors and sample_number is not None and loaded is not None \
-            and not isinstance(detection, str):
+            and isinstance(detection, MachineDetection):
         # What the dial service will check on every call, checked once up front.
         problem = request_problem(DialRequest(
             agent=agent_name, to_number=sample_number, from_number=from_number,
@@ -139,7 +140,7 @@ def campaign_settings(values: Mapping[str, Any], agents: AgentStore,
         raise CampaignInvalid(errors)
     return store.CampaignSettings(
         name=name, agent=agent_name, carrier=carrier, from_number=from_number,
-        machine_detection=str(detection), voicemail_message=voicemail,
+        machine_detection=MachineDetection(detection).value, voicemail_message=voicemail,
         hours_start=hours["hours_start"], hours_end=hours["hours_end"],
         default_time_zone=zone, calls_per_second=paced["calls_per_second"],
         max_concurrent=int(paced["max_concurrent"]), max_attempts=int(paced["max_attempts"]),

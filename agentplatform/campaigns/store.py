@@ -54,7 +54,7 @@ SCAN_LIMIT = 200
 # an attempt at the callee; tried again after this.
 PLATFORM_REFUSALS = frozenset({EndReason.BUSY.value, EndReason.OVER_BUDGET.value,
                                EndReason.DRAINING.value})
-PLATFORM_RETRY = timedelta(seconds=30)
+PLATFORM_RETRY = timedelta(seconds=10)
 INTERRUPTED = "interrupted"  # the process died while dialing: counted, retried
 TRANSITIONS = {
     "pause": ({"running"}, "paused"),
