@@ -33,6 +33,7 @@ from agentplatform.single_use import SingleUseStore, single_use_store
 from agentplatform.storage.database import make_engine
 from agentplatform.storage.liveness import keep_closing_lost_calls
 from agentplatform.storage.schema import upgrade_database
+from agentplatform.recording.writer import RecordingWriter
 from agentplatform.storage.writer import CallWriter
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class Platform:
     single_use: SingleUseStore | None = None
     # Places outbound calls (API, CLI, campaigns); built by the lifespan.
     dialer: Dialer | None = None
+    # Writes the recordings of agents that record their calls.
+    recordings: RecordingWriter | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def admit_call(self, carrier: str, call_sid: str, agent: str, from_number: str,
@@ -89,7 +92,7 @@ class Platform:
                                                                                  loaded.spec):
                 return  # refused before any model session opened; recorded
             deps = CallDeps(settings=self.settings, catalog=self.catalog, recorder=self.writer,
-                            http=self.http, observer=self.observer)
+                            http=self.http, observer=self.observer, recordings=self.recordings)
             # Its own task, so that ending it (drain timeout, shutdown) does not cancel
             # the route handler; cancelling the handler still cancels the call.
             task = asyncio.create_task(CallSession(audio, loaded.spec, deps).run())
@@ -204,6 +207,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                 observer=observer, single_use=single_use)
             platform.dialer = Dialer(store, carriers, writer, admission=platform.admission,
                                      observer=observer)
+            platform.recordings = RecordingWriter(
+                settings.recordings_dir, retention_days=settings.recording_retention_days)
+            platform.recordings.start()
             app.state.platform = platform
             observer.watch(_live_gauges(platform, writer, drain))
             keeper = asyncio.create_task(gate.keep_leases())
@@ -230,6 +236,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 drain.hand_back()
                 await platform.shutdown_calls()
                 await _stop_carriers(started)  # after the calls: a hang-up can still go out
+                await asyncio.to_thread(platform.recordings.close)  # files closed as heard
                 for task in (keeper, sweeper):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     over_budget_message: str = "Sorry, we cannot take calls right now. Please call again later."
     caller_cap_message: str = "Sorry, you have reached today's limit of calls to this number."
     draining_message: str = "Sorry, we are restarting right now. Please call again in a minute."
+    # Overload shedding (limits/headroom.py): a process refuses a new call with the busy
+    # message when one more would push its live calls past their latency targets. On
+    # under ``agentplatform serve`` unless OVERLOAD_SHEDDING=false; off in an app built
+    # in-process (tests, the call runner), whose process also runs the simulators.
+    overload_shedding: bool = False
+    overload_max_loop_lag_ms: float = Field(default=10.0, ge=0)  # event-loop lag p99; 0 = unchecked
+    overload_max_cpu: float = Field(default=0.8, ge=0)  # cores this process may use; 0 = unchecked
+    max_calls_per_process: int = Field(default=0, ge=0)  # a hard cap; 0 = none
     log_format: str = "text"  # "json" for one JSON object per line
 
     # Environment variables an agent file may name (headers_from_env, api_key_env,
@@ -120,6 +128,12 @@ class Settings(BaseSettings):
     sip_password: str = ""
     sip_from_number: str = ""  # caller id when the call names no "from"
     sip_ring_timeout_seconds: float = 30.0  # then CANCEL: no_answer
+
+    # Call recordings (an agent turns them on: ``recording.enabled``): one stereo WAV per
+    # call, ``<RECORDINGS_DIR>/<call id>.wav``. Recordings last written more than
+    # RECORDING_RETENTION_DAYS ago are deleted (checked hourly); unset or 0 keeps them all.
+    recordings_dir: Path = Path("recordings")
+    recording_retention_days: float | None = Field(default=None, ge=0)
 
     # Server.
     host: str = "127.0.0.1"

@@ -31,6 +31,7 @@ from agentplatform.agents.placeholders import CallContext, render
 from agentplatform.agents.spec import AgentSpec
 from agentplatform.audio.codecs import pcm16_to_ulaw, ulaw_to_pcm16
 from agentplatform.audio.resample import make_resampler
+from agentplatform.bridge.idle import IdleWatch
 from agentplatform.bridge.metrics import METRICS, BridgeMetrics
 from agentplatform.bridge.playback import PlaybackTracker
 from agentplatform.bridge.answering import (
@@ -55,6 +56,9 @@ from agentplatform.realtime.base import (
     ToolCall,
     Transcript,
 )
+from agentplatform.recording import announce
+from agentplatform.recording.call import CallRecording
+from agentplatform.recording.writer import RecordingWriter
 from agentplatform.records import CallRecorder, CallStart, EndReason
 from agentplatform.tools import EndCall, SendDtmf, ToolOutcome, ToolRunner, Transfer, tool_specs
 
@@ -76,6 +80,11 @@ TRANSFER_FAILED_NOTE = (
     "(The transfer to {destination} did not go through: the caller is still on the line "
     "with you. Tell them the transfer failed, and keep helping them.)"
 )
+# No input (``limits.idle_prompt_seconds``): what the model is asked to say.
+IDLE_PROMPT = ("The caller has said nothing for a while. Briefly ask whether they are "
+               "still there.")
+IDLE_GOODBYE = ("The caller is still silent. Say a short, polite goodbye now: you are "
+                "ending the call.")
 # Session notices that mean the provider connection was replaced mid-call.
 RECONNECT_NOTICES = frozenset({"reconnected", "resumed", "recycled"})
 
@@ -103,6 +112,8 @@ class CallDeps:
     transfer_timeout: float = TRANSFER_TIMEOUT_SECONDS
     # Prometheus series (``/metrics``); None in tests and tools that do not export.
     observer: PlatformMetrics | None = None
+    # Writes call recordings (agents with ``recording.enabled``); None records none.
+    recordings: RecordingWriter | None = None
 
 
 @dataclass(slots=True)
@@ -163,6 +174,11 @@ class CallSession:
         self._observe_out = obs.frame_outbound.observe if obs else None
         self._pending_assistant: dict[str, _PendingTurn] = {}
         self._heard_fraction: dict[str, float] = {}
+        self._recording: CallRecording | None = None
+        self._announcing: asyncio.Task[None] | None = None
+        limits = agent.limits
+        self.idle = IdleWatch(limits.idle_prompt_seconds, limits.idle_prompts_max,
+                              prompt=self._on_idle_prompt, give_up=self._on_idle_give_up)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -186,6 +202,10 @@ class CallSession:
             outbound=info.outbound is not None,
         ))
         try:
+            if self.deps.recordings is not None and self.agent.recording.enabled:
+                self._recording = self.deps.recordings.open(self.call_id, self.deps.recorder)
+                if self._recording is not None and self.agent.recording.announce:
+                    self._announcing = self._spawn(self._announce())  # while the model opens
             self.model = await self._open_model()
             if self.model is None:
                 await self._finish(EndReason.PROVIDER_ERROR, "no model could be reached")
@@ -193,6 +213,8 @@ class CallSession:
             self._transition((CallState.CONNECTING,), CallState.LIVE)
             if self.answering.holds:  # outbound: not a word before the verdict
                 self._spawn(self._hold_for_verdict())
+            elif self._announcing is not None:  # the greeting waits for it: loops must run
+                self._spawn(self._greet())
             else:
                 await self._greet()
             self._spawn(self._carrier_loop())
@@ -212,11 +234,30 @@ class CallSession:
         return self.end_reason
 
     async def _greet(self) -> None:
+        if self._announcing is not None:  # the recording announcement is heard first
+            await asyncio.wait([self._announcing])
         if self.agent.greeting and self.model is not None:
             greeting = render(self.agent.greeting, self._context())
             await self.model.request_response(
                 f'Greet the caller now. Say exactly: "{greeting}"'
             )
+
+    async def _announce(self) -> None:
+        """Play the recording announcement first (and record it); the model's first words
+        wait until it has played. If it cannot be played, the call is not recorded."""
+        assert self._recording is not None and self.deps.recordings is not None
+        try:
+            ulaw = await self.deps.recordings.announcements.audio(self.agent.recording.announce)
+            seconds = await announce.play(self.audio, self._recording, ulaw)
+        except Exception as exc:  # noqa: BLE001 - no announcement, no recording
+            log.warning("call %s: announcement failed (%s); not recording", self.call_id, exc)
+            self.deps.recorder.event(self.call_id, "recording_off",
+                                     {"reason": f"the announcement could not be played: {exc}"})
+            self._recording.discard()
+            self._recording = None
+            return
+        self.playback.queued_ahead(seconds * 1000.0)
+        await asyncio.sleep(seconds)
 
     def _context(self) -> CallContext:
         info = self.audio.info
@@ -269,10 +310,11 @@ class CallSession:
             self._to_carrier = make_resampler(caps.output_rate, 8000)
             self._out_bytes_per_ms = caps.output_rate * 2 / 1000.0
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -298,6 +340,9 @@ class CallSession:
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
+        self.idle.stop()
+        if self._recording is not None:
+            self._recording.finish(self.playback)  # what was heard, even of a cut-off answer
         reason = self.end_reason or EndReason.SERVER_SHUTDOWN
         self._flush_pending_turns()
         if self.model is not None:
@@ -343,6 +388,8 @@ class CallSession:
 
     async def _on_inbound_audio(self, frame: InboundAudio) -> None:
         assert self.model is not None
+        if self._recording is not None:
+            self._recording.caller_audio(frame)
         if self.answering.muted:  # before the verdict, or a machine: the model hears nothing
             return
         if self._passthrough:
@@ -358,12 +405,16 @@ class CallSession:
     async def _on_dtmf(self, event: Dtmf) -> None:
         assert self.model is not None
         self.deps.recorder.event(self.call_id, "dtmf", {"digit": event.digit})
+        self.idle.caller_active()
         await self.model.send_text(f"(The caller pressed {event.digit} on the keypad.)")
 
     async def _on_mark(self, event: MarkPlayed) -> None:
         item = self.playback.mark_played(event.name)
+        if self._recording is not None:
+            self._recording.agent_played(event.name)
         if item is not None and item.done and item.played_ms >= item.sent_ms - 0.5:
             self._record_assistant(item.item_id)
+            self.idle.agent_finished()
 
     async def _on_stream_stopped(self, event: StreamStopped) -> None:
         if self._ending and self._ending.transferring:
@@ -469,7 +520,10 @@ class CallSession:
         await self.audio.send_audio(ulaw)
         if first:
             self._start_of_answer(event.item_id, received, time.monotonic())
+            self.idle.agent_speaking()
         await self.audio.send_mark(mark)
+        if self._recording is not None:
+            self._recording.agent_sent(mark, event.item_id, ulaw)
         elapsed = time.monotonic() - received
         self.deps.metrics.outbound_ms.add(elapsed * 1000.0)
         if self._observe_out is not None:
@@ -495,12 +549,17 @@ class CallSession:
         item = self.playback.items.get(event.item_id)
         if item is not None:
             item.done = True
+            if item.played_ms >= item.sent_ms - 0.5:  # its last mark came back first
+                self.idle.agent_finished()
 
     async def _on_speech_started(self, event: SpeechStarted) -> None:
         """Barge-in: stop the carrier's playback at once, then tell the model what was heard."""
         started = time.monotonic()
         if self.answering.muted:  # leaving a voicemail: barge-in is off
             return
+        self.idle.caller_active()
+        if self._recording is not None:
+            self._recording.speech_started()
         item = self.playback.current
         # Clear while an answer is still coming or still queued: even when the
         # carrier's buffer happens to be empty, audio may be in flight to it.
@@ -509,6 +568,8 @@ class CallSession:
         await self.audio.clear()
         self.deps.metrics.barge_in_ms.add((time.monotonic() - started) * 1000.0)
         heard = self.playback.heard_ms(item.item_id, started)
+        if self._recording is not None:  # the recording stops where the caller stopped hearing
+            self._recording.agent_cut(item.item_id, heard)
         self._heard_fraction[item.item_id] = heard / item.sent_ms if item.sent_ms else 0.0
         self.playback.cleared()
         if self._to_carrier is not None:
@@ -536,6 +597,9 @@ class CallSession:
             return
         if event.role == "user":
             self.deps.recorder.turn(self.call_id, "user", event.text)
+            self.idle.caller_active()
+            if self._recording is not None:
+                self._recording.turn("user")
             return
         self._pending_assistant[event.item_id] = _PendingTurn(
             event.text, self._turn_timing.pop(event.item_id, None)
@@ -552,6 +616,8 @@ class CallSession:
         fraction = self._heard_fraction.pop(item_id, None)
         text = pending.text if fraction is None else _cut_to_fraction(pending.text, fraction)
         timing = pending.timing
+        if self._recording is not None:
+            self._recording.turn("assistant", item_id)
         self.deps.recorder.turn(
             self.call_id, "assistant", text, interrupted=fraction is not None,
             latency_ms=timing.latency_ms if timing else None,
@@ -594,7 +660,11 @@ class CallSession:
         self._spawn(self._run_tool(event))
 
     async def _run_tool(self, event: ToolCall) -> None:
-        outcome = await self.tools.run(event.name, event.arguments)
+        self.idle.tool_started()  # the caller is waiting on us, not silent
+        try:
+            outcome = await self.tools.run(event.name, event.arguments)
+        finally:
+            self.idle.tool_finished()
         if isinstance(outcome.action, SendDtmf):
             outcome = await self._press_keys(outcome, outcome.action)
         if self._speech_stopped_at is not None:  # the caller is waiting on this tool
@@ -688,6 +758,18 @@ class CallSession:
         await self.model.send_text(note, respond=not self._limit_passed)
         if self._limit_passed:
             await self._end_for_limit()
+
+    def _on_idle_prompt(self, count: int) -> None:
+        if self.model is None or self._ending is not None or self._ended.is_set():
+            return
+        self.deps.recorder.event(self.call_id, "idle_prompt", {"count": count})
+        self._spawn(self.model.request_response(IDLE_PROMPT))
+
+    def _on_idle_give_up(self) -> None:
+        if self.model is None or self._ending is not None or self._ended.is_set():
+            return
+        self._begin_ending(EndReason.IDLE_TIMEOUT)
+        self._spawn(self.model.request_response(IDLE_GOODBYE))
 
     async def _limit_timer(self) -> None:
         await asyncio.sleep(self.agent.limits.max_call_seconds)

@@ -51,6 +51,12 @@ class PlaybackTracker:
         self._last_send_end = max(now, self._last_send_end) + duration_ms / 1000.0
         return f"{self.generation}:{item_id}:{item.sent_ms:.0f}"
 
+    def queued_ahead(self, duration_ms: float, now: float | None = None) -> None:
+        """Audio that is no model item (the recording announcement) went to the carrier:
+        the next item plays after it."""
+        now = time.monotonic() if now is None else now
+        self._last_send_end = max(now, self._last_send_end) + duration_ms / 1000.0
+
     def mark_played(self, name: str, now: float | None = None) -> ItemPlayback | None:
         """Apply an echoed mark; stale or foreign marks are counted and ignored."""
         now = time.monotonic() if now is None else now

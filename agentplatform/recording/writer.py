@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentplatform.recording.announce import Announcements
 from agentplatform.recording.call import CallRecording
 from agentplatform.recording.files import recording_path, sweep
 from agentplatform.recording.timeline import SAMPLES_PER_MS, Timeline
@@ -56,8 +57,11 @@ class RecordingWriter:
     """Writes call recordings to ``directory`` from one background thread."""
 
     def __init__(self, directory: Path, *, retention_days: float | None = None,
-                 flush_seconds: float = 0.5, sweep_seconds: float = SWEEP_SECONDS) -> None:
+                 flush_seconds: float = 0.5, sweep_seconds: float = SWEEP_SECONDS,
+                 announcements: Announcements | None = None) -> None:
         self.directory = Path(directory)
+        # The announcements' rendered audio, shared by every call (used on the loop).
+        self.announcements = announcements or Announcements()
         self.retention_days = retention_days
         self.flush_seconds = flush_seconds
         self.sweep_seconds = sweep_seconds
