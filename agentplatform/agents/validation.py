@@ -458,12 +458,36 @@ def check_document(
     doc: Any, *, file: str, catalog: Catalog, settings: Settings,
     environ: Mapping[str, str] | None = None,
 ) -> tuple[AgentSpec | None, list[Issue]]:
-    """Shape, then meaning, of a parsed round-trip document; issues carry line numbers."""
-    spec, issues = parse_agent(to_plain(doc), file=file)
+    """Shape, then meaning, of a parsed round-trip document; issues carry line numbers.
+    A file with shape errors still has the meaning of its other fields checked, so an
+    editor hears of every mistake in one save, not one per save."""
+    plain = to_plain(doc)
+    spec, issues = parse_agent(plain, file=file)
     if spec is not None:
         issues = validate_agent(spec, file=file, catalog=catalog, settings=settings,
                                 environ=environ)
+    else:
+        issues = issues + _meaning_beside_shape(plain, issues, file=file, catalog=catalog,
+                                                settings=settings, environ=environ)
     return spec, [i.at_line(line_of(doc, i.field)) for i in issues]
+
+
+def _meaning_beside_shape(
+    plain: Any, shape: list[Issue], *, file: str, catalog: Catalog, settings: Settings,
+    environ: Mapping[str, str] | None,
+) -> list[Issue]:
+    """The meaning errors of the fields without shape errors: the file minus each
+    top-level field that has one, checked as a whole (nothing, if that cannot load)."""
+    if not isinstance(plain, Mapping):
+        return []
+    broken = {i.field.split(".")[0].split("[")[0] for i in shape}
+    rest = {k: v for k, v in plain.items() if k not in broken}
+    spec, _ = parse_agent(rest, file=file)
+    if spec is None:
+        return []
+    found = validate_agent(spec, file=file, catalog=catalog, settings=settings, environ=environ)
+    return [i for i in found if i.is_error
+            and i.field.split(".")[0].split("[")[0] not in broken]
 
 
 def check_text(

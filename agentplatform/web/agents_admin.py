@@ -24,6 +24,7 @@ from agentplatform.agents.examine import Examined, examine_text
 from agentplatform.agents.issues import AgentInvalid, AgentNotFound, Issue, errors_in, warnings_in
 from agentplatform.agents.spec import AgentSpec
 from agentplatform.agents.store import AgentStore
+from agentplatform.agents.validation import SMALL_TOKEN_CAP
 from agentplatform.agents.yamlio import REMOVE, set_fields
 from agentplatform.catalog import Catalog
 from agentplatform.errors import AgentError
@@ -200,6 +201,7 @@ def _edit_page(request: Request, name: str, *, text: str, base: str, spec: Agent
         "errors": errors, "notes": notes, "tab": tab, "tabs": TAB_NAMES,
         "error_tabs": error_tabs, "yaml_text": yaml_text if yaml_text is not None else text,
         "base": base, "saved": saved, "all_issues": issues, "new_tool": NEW_TOOL,
+        "small_token_cap": SMALL_TOKEN_CAP,
         **catalog_choices(_store(request).catalog),
     }, status_code=status)
 

@@ -91,3 +91,42 @@ async def test_the_chat_box_keeps_its_width_at_phone_width(seeded: Seeded, brows
     finally:
         await context.close()
     assert box is not None and box["width"] >= 200
+
+
+async def test_the_name_pattern_compiles_as_browsers_read_it_and_refuses_a_bad_name(
+        seeded: Seeded, browser) -> None:
+    """Browsers compile ``pattern`` with the ``v`` flag, where an unescaped ``-`` in a
+    class is a syntax error (and the browser then ignores the pattern)."""
+    context, page = await open_at(browser, 390)
+    try:
+        await page.goto(seeded.base_url + "/agents/new")
+        compiles = await page.eval_on_selector(
+            "#name", "el => { try { new RegExp(el.pattern, 'v'); return true; }"
+                     " catch (e) { return String(e); } }")
+        await page.fill("#name", "Bad Name")
+        bad = await page.eval_on_selector("#name", "el => el.validity.patternMismatch")
+        await page.fill("#name", "good-name_2")
+        good = await page.eval_on_selector("#name", "el => el.validity.valid")
+    finally:
+        await context.close()
+    assert compiles is True and bad is True and good is True
+
+
+async def test_one_save_shows_every_error_and_the_yaml_tab_has_one_save_button(
+        seeded: Seeded, browser) -> None:
+    context, page = await open_at(browser, 390)
+    try:
+        await page.goto(seeded.base_url + "/agents/front-desk")
+        await page.fill("#f-temp", "5")
+        await page.fill("#f-max", "0")
+        await page.click("#form-actions button[type=submit]")
+        await page.locator('[data-error-for="temperature"]').wait_for()
+        shown = [await page.locator(f'[data-error-for="{f}"]').is_visible()
+                 for f in ("temperature", "max_output_tokens")]
+        await page.screenshot(path=str(SHOTS / "page-390--edit-every-error.png"), full_page=True)
+        await page.goto(seeded.base_url + "/agents/front-desk?tab=yaml")
+        buttons = await page.locator("button[type=submit]:visible").all_inner_texts()
+    finally:
+        await context.close()
+    assert shown == [True, True]
+    assert [b for b in buttons if "Save" in b] == ["Save YAML"]

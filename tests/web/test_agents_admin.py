@@ -122,6 +122,38 @@ async def test_an_invalid_value_is_shown_beside_its_field_and_the_file_is_unchan
     assert 'name="temperature" value="5"' in html
 
 
+async def test_one_save_reports_every_error_shape_and_meaning_alike(tmp_path, agent_file):
+    """A temperature out of range (the file's shape) and a zero token cap and an unknown
+    voice (what the values mean) are all reported by the same save."""
+    async with served(tmp_path) as client:
+        _, data = await open_form(client)
+        data["temperature"] = "5"
+        data["max_output_tokens"] = "0"
+        data["voice"] = "nobody"
+        refused = await client.post("/agents/front-desk", data=data)
+    assert refused.status_code == 422
+    html = refused.text
+    for field, words in (("temperature", "less than or equal to 2"),
+                         ("max_output_tokens", "at least 1"), ("voice", "not offered")):
+        beside = html.split(f'name="{field}"')[1].split("</div>")[0]
+        assert f'data-error-for="{field}"' in beside and words in beside, field
+
+
+async def test_the_token_hint_says_what_the_check_refuses_and_what_it_warns_of(
+        tmp_path, agent_file):
+    """The form's hint and the validator agree: at least 1 is accepted, a cap under the
+    small-cap threshold only warns."""
+    from agentplatform.agents.validation import SMALL_TOKEN_CAP
+
+    async with served(tmp_path) as client:
+        html, data = await open_form(client)
+        data["max_output_tokens"] = "1"
+        accepted = await client.post("/agents/front-desk", data=data)
+    hint = html.split('for="f-max"')[1].split("</label>")[0]
+    assert "at least 1" in hint and f"under {SMALL_TOKEN_CAP:,}" in hint
+    assert accepted.status_code == 303
+
+
 async def test_a_bad_tool_url_is_reported_on_that_tool(tmp_path, agent_file):
     async with served(tmp_path) as client:
         _, data = await open_form(client)
