@@ -309,3 +309,24 @@ def test_status_changes_follow_the_campaigns_life(sqlite_engine: Engine) -> None
         store.set_status(sqlite_engine, campaign, "resume")
     with pytest.raises(KeyError):
         store.set_status(sqlite_engine, "nope", "pause")
+
+
+async def test_processes_claiming_one_campaign_at_once_never_claim_a_contact_twice(
+        postgres_engine: Engine) -> None:
+    import asyncio
+    clock = Clock()
+    campaign = _campaign(postgres_engine, _numbers(40), clock, calls_per_second=50,
+                         max_concurrent=25)
+
+    def claim(owner: str) -> list[int]:
+        return [c.contact_id for c in store.claim_due(postgres_engine, campaign, clock(),
+                                                      owner=owner, agent_limits={})]
+
+    claimed = await asyncio.gather(*(asyncio.to_thread(claim, f"process-{i}")
+                                     for i in range(6)))
+    every = [contact for batch in claimed for contact in batch]
+    assert len(every) == len(set(every)) == 25  # the campaign's concurrency, once each
+    with Session(postgres_engine) as session:
+        owners = {c.id: c.claimed_by for c in session.exec(select(CampaignContact)).all()
+                  if c.status == "dialing"}
+    assert sorted(owners) == sorted(every)
