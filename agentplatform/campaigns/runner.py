@@ -36,10 +36,14 @@ class Dial(Protocol):
 class CampaignRunner:
     def __init__(self, engine: Engine, dial: Dial, *,
                  agent_limits: Callable[[], Mapping[str, int | None]] = dict,
+                 accepting: Callable[[], bool] = lambda: True,
                  clock: Callable[[], datetime] = utcnow, owner: str = store.PROCESS_ID) -> None:
+        """``accepting`` false (the server is draining): this process claims and
+        dials nothing more, gives back claims it holds, and still records outcomes."""
         self.engine = engine
         self.dial = dial
         self.agent_limits = agent_limits
+        self.accepting = accepting
         self.clock = clock
         self.owner = owner
 
@@ -47,7 +51,8 @@ class CampaignRunner:
         """Settle, recover, complete, claim; returns the claims this process made."""
         limits = dict(self.agent_limits())  # read on the loop: the agent store is not threadsafe
         report: TickReport = await asyncio.to_thread(
-            store.tick, self.engine, self.clock(), owner=self.owner, agent_limits=limits)
+            store.tick, self.engine, self.clock(), owner=self.owner, agent_limits=limits,
+            claim=self.accepting())
         if report.settled or report.recovered or report.completed:
             log.info("campaigns: %d outcomes recorded, %d claims recovered, completed %s",
                      report.settled, report.recovered, report.completed or "none")
@@ -61,6 +66,10 @@ class CampaignRunner:
     async def dial_contact(self, contact_id: int, token: str) -> str | None:
         """Place the call for one claim, unless the claim is gone or the campaign is no
         longer running; returns the call id when a call was placed."""
+        if not self.accepting():
+            await asyncio.to_thread(store.release_claim, self.engine, contact_id, token,
+                                    self.clock())
+            return None
         ticket = await asyncio.to_thread(store.start_dial, self.engine, contact_id, token,
                                          self.clock())
         if ticket is None:

@@ -54,8 +54,10 @@ def agent_limits(platform: Platform) -> Mapping[str, int | None]:
 
 async def start_campaign_queue(platform: Platform, engine: Engine,
                                dial: Dial | None = None) -> CampaignQueue:
+    drain = platform.admission.drain if platform.admission is not None else None
     runner = CampaignRunner(engine, dial or platform_dial(platform),
-                            agent_limits=lambda: agent_limits(platform))
+                            agent_limits=lambda: agent_limits(platform),
+                            accepting=lambda: drain is None or not drain.draining)
     queue: CampaignQueue
     if platform.settings.redis_url:
         from agentplatform.campaigns.arq_queue import ArqQueue

@@ -221,13 +221,17 @@ def campaign_detail(engine: Engine, campaign_id: str, contacts_limit: int = 500
 
 
 def tick(engine: Engine, now: datetime, *, owner: str = PROCESS_ID,
-         agent_limits: Mapping[str, int | None] | None = None) -> TickReport:
+         agent_limits: Mapping[str, int | None] | None = None,
+         claim: bool = True) -> TickReport:
     """One round: record outcomes of ended calls, take back dead claims, complete
-    finished campaigns, then claim what each running campaign may dial now."""
+    finished campaigns, then (unless ``claim`` is false: the process is shutting
+    down) claim what each running campaign may dial now."""
     report = TickReport()
     report.settled = settle(engine, now)
     report.recovered = recover(engine, now)
     report.completed = complete_finished(engine, now)
+    if not claim:
+        return report
     with Session(engine) as session:
         running = session.exec(select(Campaign.id).where(Campaign.status == "running")).all()
     for campaign_id in running:
@@ -427,12 +431,7 @@ def start_dial(engine: Engine, contact_id: int, token: str, now: datetime) -> Di
                  claimed_until=now + timedelta(seconds=CLAIM_SECONDS), updated_at=now))
         if started.rowcount != 1:  # type: ignore[attr-defined]
             # Not running any more (or never ours): give an undialed claim back.
-            session.execute(update(CampaignContact).where(
-                CampaignContact.id == contact_id, CampaignContact.claim_token == token,
-                CampaignContact.status == "dialing",
-                col(CampaignContact.dial_started_at).is_(None),
-            ).values(status="pending", claim_token=None, claimed_by=None, claimed_until=None,
-                     updated_at=now))
+            _release(session, contact_id, token, now)
             session.commit()
             return None
         row = session.exec(select(CampaignContact, Campaign).join(
@@ -445,6 +444,22 @@ def start_dial(engine: Engine, contact_id: int, token: str, now: datetime) -> Di
                             campaign.machine_detection, campaign.voicemail_message)
         session.commit()
     return ticket
+
+
+def _release(session: Session, contact_id: int, token: str, now: datetime) -> None:
+    session.execute(update(CampaignContact).where(
+        CampaignContact.id == contact_id, CampaignContact.claim_token == token,
+        CampaignContact.status == "dialing", col(CampaignContact.dial_started_at).is_(None),
+    ).values(status="pending", claim_token=None, claimed_by=None, claimed_until=None,
+             updated_at=now))
+
+
+def release_claim(engine: Engine, contact_id: int, token: str, now: datetime) -> None:
+    """Give back a claim this process will not dial (it is shutting down): the
+    contact is pending again, no attempt counted, for any process to take."""
+    with Session(engine) as session:
+        _release(session, contact_id, token, now)
+        session.commit()
 
 
 def dial_placed(engine: Engine, contact_id: int, token: str, call_id: str,
@@ -490,4 +505,4 @@ def dial_refused(engine: Engine, contact_id: int, token: str, reason: str, detai
 __all__ = ["CLAIM_SECONDS", "PROCESS_ID", "STATUSES", "CampaignConflict", "CampaignSettings",
            "Claim", "DialTicket", "TickReport", "after_outcome", "campaign_detail",
            "claim_due", "complete_finished", "create_campaign", "dial_placed", "dial_refused",
-           "list_campaigns", "recover", "set_status", "settle", "start_dial", "tick"]
+           "list_campaigns", "recover", "release_claim", "set_status", "settle", "start_dial", "tick"]

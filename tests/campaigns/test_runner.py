@@ -330,3 +330,22 @@ async def test_processes_claiming_one_campaign_at_once_never_claim_a_contact_twi
         owners = {c.id: c.claimed_by for c in session.exec(select(CampaignContact)).all()
                   if c.status == "dialing"}
     assert sorted(owners) == sorted(every)
+
+
+async def test_a_draining_process_dials_nothing_more_and_gives_its_claims_back(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    callees = Callees(sqlite_engine, clock=clock)
+    draining = False
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock, accepting=lambda: not draining)
+    _campaign(sqlite_engine, _numbers(4), clock, calls_per_second=2.0)
+    claims = await runner.tick()
+    draining = True
+    assert [await runner.dial_contact(c.contact_id, c.token) for c in claims] == [None, None]
+    clock.advance(5)
+    assert await runner.tick() == []
+    assert callees.dialed == []
+    contacts = _contacts(sqlite_engine).values()
+    assert {(c.status, c.attempts) for c in contacts} == {("pending", 0)}
+    other = CampaignRunner(sqlite_engine, callees, clock=clock, owner="another-process")
+    await _round(other)
+    assert len(callees.dialed) == 2  # what it gave back, another process dials
