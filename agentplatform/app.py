@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from agentplatform.config import Settings, get_settings
 from agentplatform.limits.admission import Admission
 from agentplatform.limits.drain import Drain
 from agentplatform.limits.gate import CallGate, open_limit_store
+from agentplatform.limits.headroom import Headroom, HeadroomCollector, Limits
 from agentplatform.observability.logging import bind_call
 from agentplatform.observability.metrics import Gauges, PlatformMetrics
 from agentplatform.outbound import Dialer
@@ -202,8 +203,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as http:
             limit_store = open_limit_store(settings, engine)
             gate = CallGate(limit_store, engine, settings)
+            headroom = _headroom(settings, lambda: len(app.state.platform.calls))
             platform = Platform(settings, catalog, store, writer, http,
-                                admission=Admission(gate, drain, writer, observer),
+                                admission=Admission(gate, drain, writer, observer,
+                                                    headroom=headroom,
+                                                    busy_message=settings.busy_message),
                                 observer=observer, single_use=single_use)
             platform.dialer = Dialer(store, carriers, writer, admission=platform.admission,
                                      observer=observer)
@@ -212,6 +216,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             platform.recordings.start()
             app.state.platform = platform
             observer.watch(_live_gauges(platform, writer, drain))
+            if headroom is not None:
+                observer.registry.register(HeadroomCollector(headroom))
+                headroom.start()
             keeper = asyncio.create_task(gate.keep_leases())
             # Calls left open by a server that died: closed at start-up, then as noticed.
             sweeper = asyncio.create_task(keep_closing_lost_calls(
@@ -237,6 +244,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await platform.shutdown_calls()
                 await _stop_carriers(started)  # after the calls: a hang-up can still go out
                 await asyncio.to_thread(platform.recordings.close)  # files closed as heard
+                if headroom is not None:
+                    await headroom.stop()
                 for task in (keeper, sweeper):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -301,6 +310,15 @@ async def _stop_carriers(carriers: list[Carrier]) -> None:
         except Exception:
             log.exception("carrier %s failed to stop cleanly", carrier.name)
 
+
+
+def _headroom(settings: Settings, live_calls: Callable[[], int]) -> Headroom | None:
+    """This process's overload shedding, when on (``limits/headroom.py``)."""
+    if not settings.overload_shedding:
+        return None
+    return Headroom(Limits(max_lag_ms=settings.overload_max_loop_lag_ms,
+                           max_cpu=settings.overload_max_cpu,
+                           max_calls=settings.max_calls_per_process), live_calls)
 
 
 def _live_gauges(platform: Platform, writer: CallWriter, drain: Drain) -> Gauges:

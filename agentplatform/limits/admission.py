@@ -17,6 +17,7 @@ from agentplatform.agents.spec import AgentSpec
 from agentplatform.carriers.base import CallAudio
 from agentplatform.limits.drain import Drain
 from agentplatform.limits.gate import CallGate, Refusal
+from agentplatform.limits.headroom import Headroom
 from agentplatform.observability.metrics import PlatformMetrics
 from agentplatform.records import CallRecorder, CallStart, EndReason
 
@@ -25,9 +26,13 @@ log = logging.getLogger(__name__)
 
 class Admission:
     def __init__(self, gate: CallGate, drain: Drain, recorder: CallRecorder,
-                 metrics: PlatformMetrics | None = None) -> None:
+                 metrics: PlatformMetrics | None = None, headroom: Headroom | None = None,
+                 busy_message: str = "") -> None:
         self.gate = gate
         self.drain = drain
+        # This process's room for one more call (overload shedding); None = not checked.
+        self.headroom = headroom
+        self._busy_message = busy_message
         self._recorder = recorder
         self._metrics = metrics
         self._gate_errors_seen = 0
@@ -39,6 +44,9 @@ class Admission:
         stream is opened). The refusal is recorded under ``carrier``."""
         if self.drain.draining:
             refusal = Refusal(EndReason.DRAINING, self.drain.message, "server is shutting down")
+        elif self.headroom is not None and (overloaded := self.headroom.admit()) is not None:
+            # The live calls keep their latency; this one hears the busy message.
+            refusal = Refusal(EndReason.BUSY, self._busy_message, f"overloaded: {overloaded}")
         else:
             refusal = await self.gate.admit(call_sid, agent, from_number)
             self._count_gate_errors()
