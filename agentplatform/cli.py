@@ -10,13 +10,21 @@ from pathlib import Path
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    import os
 
+    from agentplatform import serving
     from agentplatform.app import create_app
     from agentplatform.config import get_settings
 
     from agentplatform.observability.logging import configure_logging
 
+    # A served process sheds calls it has no room for (OVERLOAD_SHEDDING=false: never).
+    os.environ.setdefault("OVERLOAD_SHEDDING", "true")
+    try:
+        workers = serving.parse_workers(args.workers)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     settings = get_settings()
     # Every line names its call (contextvars); LOG_FORMAT=json for a log pipeline.
     configure_logging(settings.log_level, settings.log_format)
@@ -29,9 +37,13 @@ def _serve(args: argparse.Namespace) -> int:
     except PlatformError as exc:
         print(exc, file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings), host=host,
-                port=args.port or settings.port, log_level=settings.log_level,
-                ws_max_size=1 << 20)
+    port = args.port or settings.port
+    if workers > 1 and args.worker_fd is None:
+        sock = serving.bind(host, port)
+        worker_argv = ["serve", "--host", host, "--port", str(port)]
+        return serving.Supervisor(sock, workers, worker_argv).run()
+    serving.run_app(create_app(settings), host=host, port=port, log_level=settings.log_level,
+                    fd=args.worker_fd)
     return 0
 
 
@@ -129,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", default="1", metavar="N|auto",
+                       help="worker processes on the one port (auto: one per core); SIGTERM "
+                            "drains them all; worker i takes SIP_LISTEN's port + i")
+    serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # set by the supervisor
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
 
     agents = sub.add_parser("agents", help="list or validate the agent files")
