@@ -108,6 +108,7 @@ class SimulatedCall:
     greeting_done_at: float | None = None  # a machine: when its beep finished
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     answered_at: float | None = None
+    reconnecting: bool = False  # new TwiML stopped the stream; the next one is coming
 
     def field(self, name: str) -> str:
         return next((v for k, v in self.create_form if k == name), "")
@@ -318,25 +319,31 @@ class TwilioRestServer:
             current = call.caller
             assert current is not None
             await current.wait_closed(24 * 3600)
-            await asyncio.sleep(0.3)  # a <Play digits> reconnect opens the next one
+            while call.reconnecting:  # <Play digits> plays, then the next stream opens
+                await asyncio.sleep(0.02)
             if call.caller is current:
                 return
 
     async def _run_new_twiml(self, call: SimulatedCall, twiml: str) -> None:
-        """New TwiML takes over: the stream stops, then its verbs run."""
+        """New TwiML takes over: the stream gets ``stop`` and closes, then the verbs
+        run in order (tones at ten keys a second, a new stream, a dial, a say)."""
         root = ElementTree.fromstring(twiml)
-        current = call.caller
-        for verb in root:
-            if verb.tag == "Play" and verb.get("digits"):
-                call.digits_played.append(verb.get("digits", ""))
         connect = root.find("Connect")
         stream_el = connect.find("Stream") if connect is not None else None
+        call.reconnecting = stream_el is not None
+        current = call.caller
+        if current is not None:
+            await current.hang_up()
+        for verb in root.findall("Play"):
+            digits = verb.get("digits", "")
+            call.digits_played.append(digits)
+            await asyncio.sleep(0.1 * len(digits))
         if stream_el is not None:
             params = {p.get("name", ""): p.get("value", "") for p in stream_el.findall("Parameter")}
-            await self._connect(call, stream_el.get("url", ""), params)
-        if current is not None:
-            await current.hang_up()  # Twilio sends ``stop`` when new TwiML takes over
-        if stream_el is not None:
+            try:
+                await self._connect(call, stream_el.get("url", ""), params)
+            finally:
+                call.reconnecting = False
             return
         dial = root.find("Dial")
         if dial is not None:

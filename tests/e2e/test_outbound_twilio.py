@@ -213,3 +213,62 @@ async def test_transfer_call_on_a_placed_call_dials_the_target_and_records_trans
     assert call.transferred_to == "+15555550199"
     assert detail.end_reason == "transferred" and "reception" in detail.end_detail
     assert [t.name for t in detail.tools] == ["transfer_call"]
+
+
+DTMF_AGENT_YAML = AGENT_YAML.replace("  - type: end_call\n", "  - type: end_call\n  - type: send_dtmf\n")
+
+
+async def test_send_dtmf_plays_the_digits_and_the_call_goes_on_over_the_reconnected_stream(
+        tmp_path):
+    """Twilio's DTMF costs a stream reconnect: the same call, model session and record
+    carry on over the new stream once the tones have played."""
+    rules = [ToolRule(contains="press", name="send_dtmf", arguments='{"digits": "1w2"}')]
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=600, tool_rules=rules,
+                                    caller_texts=["For sales, press one then two",
+                                                  "Sales, how can I help?"]) as sim, \
+            TwilioRestServer(callees={CALLEE: Callee("human")}) as twilio, \
+            outbound_platform(tmp_path, sim, twilio) as server:
+        (tmp_path / "agents" / "reminders.yaml").write_text(DTMF_AGENT_YAML)
+        response = await dial(server, params={"name": "Ada"})
+        call_id = response.json()["call_id"]
+        call = await answered(twilio)
+        menu = call.caller
+        await menu.wait_for_audio(8)
+        await menu.wait_for_silence(300, 10)
+        await menu.say(SPEECH)  # the IVR reads its menu; the agent presses keys
+        async with asyncio.timeout(10):
+            while len(call.streams) < 2:
+                await asyncio.sleep(0.05)
+        sales = call.streams[1]
+        await sales.wait_for_audio(8)  # the agent speaks on over the new stream
+        await sales.wait_for_silence(300, 10)
+        await sales.say(SPEECH)
+        await sales.wait_for_audio(8)
+        await sales.wait_for_silence(300, 10)
+        await sales.hang_up()
+        detail = await record(server, call_id)
+    assert call.digits_played == ["1w2"]
+    assert menu.closed_by_server is False and not sales.protocol_errors
+    assert len(sim.sessions) == 1  # one model session for the whole call
+    assert [c.id for c in queries.list_calls(server.app.state.engine)] == [call_id]
+    assert detail.end_reason == "caller_hung_up"
+    [tool] = detail.tools
+    assert (tool.name, tool.ok) == ("send_dtmf", True)
+    users = [t.text for t in detail.turns if t.role == "user"]
+    assert users == ["For sales, press one then two", "Sales, how can I help?"]
+
+
+async def test_a_resumed_stream_for_no_live_call_here_is_refused_1008(tmp_path):
+    from agentplatform.carriers.tokens import StreamTokens
+    from agentplatform.testing.twilio_caller import TwilioCaller, TwimlAnswer
+
+    async with OpenAIRealtimeServer() as sim, TwilioRestServer() as twilio, \
+            outbound_platform(tmp_path, sim, twilio) as server:
+        stray = TwilioCaller(server.base_url, to=CALLEE)
+        token = StreamTokens.from_settings(server.settings).mint(stray.call_sid, "reminders", 60)
+        host = server.base_url.split("://", 1)[1]
+        await stray.stream(TwimlAnswer(xml="", stream_url=f"wss://{host}/twilio/media",
+                                       parameters={"token": token, "resume": "1"}))
+        code = await stray.wait_closed(5)
+        await stray.hang_up()
+    assert code == 1008 and not sim.sessions

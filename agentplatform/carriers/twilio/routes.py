@@ -153,11 +153,15 @@ def build_router(
             await websocket.accept()
             await websocket.close(code=POLICY_VIOLATION, reason=refusal)
             return
-        call = TwilioCallAudio(websocket, tokens=tokens, control=control)
+        url = stream_url(settings, websocket.headers.get("host", websocket.url.netloc))
+        call = TwilioCallAudio(websocket, tokens=tokens, control=control, stream_url=url)
         try:
             await call.accept_and_start()
         except CarrierError:
             return  # logged by the stream; the socket is closed, no session opened
+        if call.resumes:  # Twilio's new stream after our <Play digits>: the call goes on
+            await _resume(call)
+            return
         if live is not None:
             live.add(call.info.call_id, call)
         try:
@@ -168,6 +172,15 @@ def build_router(
             if live is not None:
                 live.remove(call.info.call_id, call)
             await call.close()
+
+    async def _resume(call: TwilioCallAudio) -> None:
+        live_call = live.get(call.info.call_id) if live is not None else None
+        if live_call is None or not live_call.take_over(call):
+            log.warning("call %s: a resumed stream with no call here sending DTMF; refused",
+                        call.info.call_id)
+            await call.refuse("no call to resume")
+            return
+        await live_call.wait_finished()  # the socket now carries that call
 
     @router.post(STATUS_PATH)
     async def status(request: Request) -> Response:

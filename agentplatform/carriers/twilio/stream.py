@@ -13,7 +13,9 @@ stream is marked closed, since the bridge learns of the end from ``events()``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +33,9 @@ from agentplatform.carriers.twilio.media import (
     clear_message, mark_message, media_message, parse_message,
 )
 from agentplatform.carriers.tokens import StreamTokens
-from agentplatform.carriers.twilio.outbound import CALL_ID_PARAMETER, request_from_parameters
+from agentplatform.carriers.twilio.outbound import (
+    CALL_ID_PARAMETER, request_from_parameters, stream_twiml,
+)
 from agentplatform.errors import CarrierError, StreamAuthError
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,10 @@ log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008  # WebSocket close code for "you may not"
 NORMAL_CLOSURE = 1000
 TOKEN_PARAMETER = "token"
+# Marks a stream Twilio opened after our ``<Play digits>``: it continues a live call.
+RESUME_PARAMETER = "resume"
+RESUME_TIMEOUT_SECONDS = 30.0  # tones, then Twilio opening the new stream
+TWILIO_DIGITS = re.compile(r"[0-9*#w]{1,64}")
 
 
 class StreamState(StrEnum):
@@ -59,8 +67,17 @@ class TwilioCallAudio(CallAudio):
     def __init__(
         self, websocket: WebSocket, *, tokens: StreamTokens,
         control: TwilioCallControl | None = None, start_timeout: float = 10.0,
+        stream_url: str = "", resume_timeout: float = RESUME_TIMEOUT_SECONDS,
     ) -> None:
         self._ws = websocket
+        # Where Twilio reconnects the stream after ``<Play digits>`` (``send_dtmf``).
+        self._stream_url = stream_url
+        self._resume_timeout = resume_timeout
+        self._parameters: dict[str, str] = {}  # the start's parameters, minus the token
+        self._resume: asyncio.Future[TwilioCallAudio] | None = None
+        self._outstanding_marks: dict[str, None] = {}  # sent, not yet echoed
+        self._finished = asyncio.Event()
+        self.resumes = False  # this socket continues a live call (after its DTMF)
         self._tokens = tokens
         self._control = control
         self._start_timeout = start_timeout
@@ -127,6 +144,8 @@ class TwilioCallAudio(CallAudio):
             log.warning("call %s: agent parameter %r differs from the token's %r; using the token's",
                         start.call_sid, params.get("agent"), agent)
         self.account_sid = start.account_sid
+        self.resumes = params.pop(RESUME_PARAMETER, "") == "1"
+        self._parameters = dict(params)
         outbound = request_from_parameters(params, agent)
         self.info = CallInfo(
             call_id=start.call_sid, stream_id=start.stream_sid, carrier=self.carrier,
@@ -177,9 +196,24 @@ class TwilioCallAudio(CallAudio):
         while True:
             while self._delivered:
                 yield self._delivered.popleft()
+            socket_ended = False
             try:
                 msg = await self._read()
             except _SocketEnded:
+                socket_ended, msg = True, None
+            if (socket_ended or isinstance(msg, Stop)) and self._resume is not None:
+                # Our own new TwiML (``send_dtmf``) stopped this socket: the call goes on
+                # on the next one. Marks sent here will never come back: played out.
+                if await self._take_resumed_socket():
+                    for name in list(self._outstanding_marks):
+                        yield MarkPlayed(name=name)
+                    self._outstanding_marks.clear()
+                    continue
+                self.state = StreamState.CLOSED
+                yield StreamStopped(reason="carrier_error",
+                                    detail="the stream did not come back after sending DTMF")
+                return
+            if socket_ended:
                 self.state = StreamState.CLOSED
                 yield StreamStopped()
                 return
@@ -219,6 +253,7 @@ class TwilioCallAudio(CallAudio):
         return InboundAudio(audio=msg.payload, timestamp_ms=msg.timestamp, received_at=time.monotonic())
 
     def _on_mark(self, msg: Mark) -> CarrierEvent:
+        self._outstanding_marks.pop(msg.name, None)
         return MarkPlayed(name=msg.name)
 
     def _on_dtmf(self, msg: DtmfDigit) -> CarrierEvent:
@@ -247,6 +282,7 @@ class TwilioCallAudio(CallAudio):
         await self._send(media_message(self.info.stream_id, ulaw))
 
     async def send_mark(self, name: str) -> None:
+        self._outstanding_marks[name] = None
         await self._send(mark_message(self.info.stream_id, name))
 
     async def clear(self) -> None:
@@ -283,10 +319,74 @@ class TwilioCallAudio(CallAudio):
             log.warning("call %s: transfer failed (%s); the caller stays", self.info.call_id, exc)
             raise
 
+    async def send_dtmf(self, digits: str) -> None:
+        """Touch-tones over REST: the call's TwiML becomes ``<Play digits>`` then a
+        fresh ``<Connect><Stream>``. Twilio stops this stream to run it, plays the
+        tones, and opens a new stream for the same call, which takes over this
+        ``CallAudio`` (``take_over``): the bridge, its model session and the record go
+        on. The cost: no audio either way while the tones play, and what the agent
+        was saying when the tones were sent is cut. The new stream must reach this
+        server process (it is refused on another: nothing there holds the call)."""
+        if self._control is None:
+            raise CarrierError("cannot send DTMF: no Twilio credentials (TWILIO_ACCOUNT_SID, "
+                               "TWILIO_AUTH_TOKEN)")
+        if not self._stream_url:
+            raise CarrierError("cannot send DTMF: the stream's URL is not known")
+        if not TWILIO_DIGITS.fullmatch(digits):
+            raise CarrierError(f"Twilio plays only 0-9, *, # and w as digits, not {digits!r}")
+        if self._resume is not None:
+            raise CarrierError("keys are already being sent on this call")
+        bound_to = self._parameters.get(CALL_ID_PARAMETER) or self.info.call_id
+        token = self._tokens.mint(bound_to, self.info.agent, self._resume_timeout)
+        parameters = {**self._parameters, TOKEN_PARAMETER: token, RESUME_PARAMETER: "1"}
+        self._resume = asyncio.get_running_loop().create_future()
+        try:
+            await self._control.replace_twiml(
+                self.info.call_id, stream_twiml(self._stream_url, parameters, digits=digits))
+        except CarrierError:
+            self._resume = None
+            raise
+
+    def take_over(self, successor: TwilioCallAudio) -> bool:
+        """``successor`` is the stream Twilio opened after our ``send_dtmf``: from now
+        on this call's audio runs over its socket. False if no DTMF was sent."""
+        if self._resume is None or self._resume.done():
+            return False
+        self._resume.set_result(successor)
+        return True
+
+    async def wait_finished(self) -> None:
+        """Until this call's stream is closed (a successor's socket lives that long)."""
+        await self._finished.wait()
+
+    async def _take_resumed_socket(self) -> bool:
+        assert self._resume is not None
+        try:
+            successor = await asyncio.wait_for(self._resume, self._resume_timeout)
+        except TimeoutError:
+            log.warning("call %s: no stream came back after DTMF", self.info.call_id)
+            return False
+        finally:
+            self._resume = None
+        with contextlib.suppress(Exception):
+            await self._ws.close(code=NORMAL_CLOSURE)
+        self._ws = successor._ws
+        self.info.stream_id = successor.info.stream_id
+        self._last_seq = successor._last_seq
+        self._send_failed = False
+        log.info("call %s: stream resumed as %s after DTMF", self.info.call_id,
+                 self.info.stream_id)
+        return True
+
+    async def refuse(self, reason: str) -> None:
+        """Close this socket as not allowed (1008)."""
+        await self._close(POLICY_VIOLATION, reason)
+
     async def close(self) -> None:
         await self._close(NORMAL_CLOSURE, "")
 
     async def _close(self, code: int, reason: str) -> None:
+        self._finished.set()
         if self.state is StreamState.CLOSED:
             return
         self.state = StreamState.CLOSED
