@@ -13,7 +13,9 @@ wait for the answer to finish before the next. Views:
 - the same questions with the settings of before (a fixed 400 ms silence, Whisper's
   30 s window), in the same run, for comparison;
 - mid-sentence pauses: questions with a 300–700 ms pause inside; a question is *cut*
-  when answer audio arrives before the caller has finished it;
+  when answer audio arrives before the caller has finished it. The first half is
+  rendered with a trailing comma, so the voice keeps the rising, unfinished tone a
+  person has when they stop to think (rendered alone it would sound finished);
 - capacity: 1, 2, 3… callers at once, each asking questions at its own pace, until the
   caller-felt p90 passes 1 s (``CASCADE_MAX_CALLS`` is raised for this part);
 - recognition: the WER table of ``bench_speech.py``.
@@ -120,7 +122,8 @@ async def _paused(base_url: str, number: str) -> dict[str, object]:
         await caller.wait_for_audio(60)
         await caller.wait_for_silence(300, 30)
         for first, second, pause_ms in PAUSED:
-            speech = voiced(spoken(first)) + bytes(16 * pause_ms) + voiced(spoken(second))
+            speech = (voiced(spoken(first + ",")) + bytes(16 * pause_ms)
+                      + voiced(spoken(second)))
             answer = asyncio.create_task(caller.wait_for_audio(30))
             await caller.say(speech)
             if answer.done():

@@ -13,7 +13,7 @@ import httpx
 
 from agentplatform.agents.spec import AgentSpec
 from agentplatform.cascade.session import CascadeParts, CascadeSession
-from agentplatform.cascade.turn_end import HANGOVERS
+from agentplatform.cascade.turn_end import HANGOVERS, TurnEndPolicy
 from agentplatform.catalog import Catalog, Model
 from agentplatform.config import Settings
 from agentplatform.realtime.base import SessionSetup, ToolSpec
@@ -30,6 +30,10 @@ def open_cascade(
     """Build (not connect) the cascade serving ``agent`` with ``model`` as its text step."""
     cascade = agent.cascade
     turn = agent.turn_detection
+    # semantic_vad: the words heard in a pause set its hangover (turn_end.py); the
+    # detector holds a pause until they are in.
+    policy = (TurnEndPolicy(HANGOVERS[turn.eagerness], turn.silence_duration_ms)
+              if turn.type == "semantic_vad" else None)
     parts = CascadeParts(
         # The model serving this call may be a fallback: the text step follows it.
         text=open_text_session(agent.model_copy(update={"model": model.id}),
@@ -41,9 +45,9 @@ def open_cascade(
                       catalog=catalog, settings=settings, http=http,
                       instructions=cascade.tts.instructions),
         vad=SileroVad(threshold=turn.threshold, prefix_padding_ms=turn.prefix_padding_ms,
-                      silence_duration_ms=turn.silence_duration_ms),
-        # semantic_vad: the words heard so far set each pause's hangover (turn_end.py).
-        turn_end=HANGOVERS[turn.eagerness] if turn.type == "semantic_vad" else None,
+                      silence_duration_ms=(policy.undecided_ms if policy
+                                           else turn.silence_duration_ms)),
+        turn_end=policy,
     )
     setup = SessionSetup(model=model.wire_name, instructions=instructions, tools=tools,
                          output_modality="text")

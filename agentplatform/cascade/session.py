@@ -41,7 +41,7 @@ import soxr
 from agentplatform.cascade.metrics import CASCADE_METRICS, CascadeMetrics, TurnTimings
 from agentplatform.cascade.sentences import SentenceBuffer
 from agentplatform.cascade.spoken import SpokenAnswer, SpokenPiece
-from agentplatform.cascade.turn_end import Hangovers, hangover_ms, judge
+from agentplatform.cascade.turn_end import TurnEndPolicy, judge
 from agentplatform.errors import PlatformError
 from agentplatform.realtime.base import (
     AudioDelta,
@@ -98,8 +98,8 @@ class CascadeParts:
     stt: SpeechToText
     tts: TextToSpeech
     vad: VoiceDetector
-    # The turn-end judge's hangovers; None: every pause lasts silence_duration_ms.
-    turn_end: Hangovers | None = None
+    # The turn-end judge's policy; None: every pause lasts the detector's silence.
+    turn_end: TurnEndPolicy | None = None
 
 
 @dataclass(slots=True)
@@ -161,6 +161,7 @@ class CascadeSession(ModelSession):
         self._speaker: asyncio.Task[None] | None = None
         # Speech-to-text started on a pause hint, during the detector's hangover.
         self._guess: tuple[bytes, asyncio.Task[Transcription]] | None = None
+        self._next_pause: SpeechPause | None = None  # waiting for a stale guess to end
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -224,24 +225,29 @@ class CascadeSession(ModelSession):
         hangover and the transcription overlap instead of adding up. With a judge, the
         text also sets how long this pause may last."""
         if self._guess is not None and not self._guess[1].done():
-            return  # one at a time: a stale guess must not delay the real turn further
+            # One at a time: a stale guess must not delay the real turn further. With a
+            # judge, the latest pause still needs its words: it goes next.
+            self._next_pause = pause
+            return
         task = asyncio.create_task(self.parts.stt.transcribe(pause.audio, INPUT_RATE))
         task.add_done_callback(_quiet)
+        task.add_done_callback(lambda done: self._judge_pause(pause, done))
         self._guess = (pause.audio, task)
-        if self.parts.turn_end is not None:
-            task.add_done_callback(lambda done: self._judge_pause(pause, done))
 
     def _judge_pause(self, pause: SpeechPause, done: asyncio.Task[Transcription]) -> None:
         """The pause's transcript is in: give the pause the hangover its words earn (the
-        detector ignores a pause that is already over)."""
-        hangovers = self.parts.turn_end
-        if self._closed or hangovers is None or done.cancelled() or done.exception():
+        detector ignores a pause that is already over); then a pause that waited."""
+        policy = self.parts.turn_end
+        if self._closed or policy is None or done.cancelled():
             return
-        verdict = judge(done.result().text)
-        limit = hangover_ms(verdict, hangovers, self.parts.vad.silence_duration_ms)
-        edge = self.parts.vad.end_pause_after(pause.at_ms, limit)
-        if edge is not None:
-            self._end_turn(edge)
+        if done.exception() is None:
+            limit = policy.hangover_ms(judge(done.result().text))
+            edge = self.parts.vad.end_pause_after(pause.at_ms, limit)
+            if edge is not None:
+                self._end_turn(edge)
+        waiting, self._next_pause = self._next_pause, None
+        if waiting is not None and waiting is not pause:
+            self._transcribe_early(waiting)
 
     async def _transcription(self, audio: bytes) -> Transcription:
         guess, self._guess = self._guess, None

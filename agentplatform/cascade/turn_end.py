@@ -5,8 +5,11 @@ after every stop and each answer starts 400 ms late; wait less and a caller who
 pauses mid-sentence ("I'd like to book… an appointment for Tuesday") is answered in
 the pause. The cascade transcribes during the first ~100 ms of every pause anyway
 (``SpeechPause``), so the words are there to judge: a finished sentence earns a short
-hangover, an unfinished one a long one, and no verdict yet the agent's own
-``silence_duration_ms``.
+hangover, an unfinished one a long one, and a pause with no words the agent's own
+``silence_duration_ms``. Until the verdict is in, the pause may last as long as an
+unfinished one: the turn cannot be answered before its words are known anyway, so
+waiting for them costs nothing, and ending it on the clock instead would answer a
+caller mid-sentence whenever the machine is busy.
 
 The judge is a text heuristic, not a model: no turn-end model ships its weights in a
 light PyPI package (LiveKit's and Smart Turn's plugins download theirs; pipecat-ai
@@ -57,6 +60,7 @@ if when while that which who whose where my your our their his her its this thes
 some any no every is are was were am be been being do does did have has had can could
 would should will shall may might must i i'm i'd i'll we they he she it's
 um uh er erm hmm well and-uh want need wanted needed wondering think
+book make get schedule cancel reschedule ask tell bring find
 """.split())
 _TRAILING_CUT = re.compile(r"(,|;|:|-|—|…|\.\.\.)\s*$")
 _SENTENCE_END = re.compile(r"[.?!]\s*$")
@@ -78,10 +82,23 @@ def judge(text: str) -> Verdict:
     return Verdict.COMPLETE if len(words) <= 2 else Verdict.INCOMPLETE
 
 
-def hangover_ms(verdict: Verdict, hangovers: Hangovers, default_ms: int) -> int:
-    """The silence that ends a turn with this verdict."""
-    if verdict is Verdict.COMPLETE:
-        return hangovers.complete_ms
-    if verdict is Verdict.INCOMPLETE:
-        return hangovers.incomplete_ms
-    return default_ms
+@dataclass(frozen=True, slots=True)
+class TurnEndPolicy:
+    """One agent's turn ends: the hangovers its eagerness gives, and its own silence
+    for a pause whose words are nothing (noise)."""
+
+    hangovers: Hangovers
+    silence_ms: int
+
+    @property
+    def undecided_ms(self) -> int:
+        """How long the detector lets a pause last before its verdict is in."""
+        return max(self.silence_ms, self.hangovers.incomplete_ms)
+
+    def hangover_ms(self, verdict: Verdict) -> int:
+        """The silence that ends a turn with this verdict."""
+        if verdict is Verdict.COMPLETE:
+            return self.hangovers.complete_ms
+        if verdict is Verdict.INCOMPLETE:
+            return self.hangovers.incomplete_ms
+        return self.silence_ms

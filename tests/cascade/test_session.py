@@ -10,7 +10,7 @@ import pytest
 
 from agentplatform.cascade.metrics import CascadeMetrics
 from agentplatform.cascade.session import DIDNT_CATCH, CascadeParts, CascadeSession
-from agentplatform.cascade.turn_end import HANGOVERS
+from agentplatform.cascade.turn_end import HANGOVERS, TurnEndPolicy
 from agentplatform.errors import ModelError
 from agentplatform.realtime.base import (
     AudioDelta,
@@ -354,7 +354,7 @@ class JudgingVad(ScriptedVad):
 
 def _judged_session(stt: ScriptedStt, vad: JudgingVad) -> CascadeSession:
     parts = CascadeParts(text=ScriptedText("Nine to five."), stt=stt, tts=WordVoice(),
-                         vad=vad, turn_end=HANGOVERS["auto"])
+                         vad=vad, turn_end=TurnEndPolicy(HANGOVERS["auto"], 400))
     return CascadeSession(SessionSetup(model="m", instructions="i"), parts,
                           metrics=CascadeMetrics(), chunk_ms=100)
 
@@ -396,3 +396,36 @@ async def test_without_a_judge_the_detector_alone_ends_the_turn() -> None:
     await asyncio.sleep(0.05)
     await session.close()
     assert vad.limits == []
+
+
+class HeldStt(ScriptedStt):
+    """The first transcription waits until released (a busy machine)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.release = asyncio.Event()
+
+    async def transcribe(self, pcm16: bytes, rate: int) -> Transcription:
+        if not self.heard:
+            self.heard.append((len(pcm16), rate))
+            await self.release.wait()
+            return Transcription("What are", len(pcm16) / 2 / rate, "fake-stt")
+        return await super().transcribe(pcm16, rate)
+
+
+async def test_a_pause_that_came_while_an_older_guess_ran_is_judged_next() -> None:
+    stt = HeldStt("What are your hours?")
+    vad = JudgingVad(quiet_ms=250.0)
+    session = _judged_session(stt, vad)
+    await session.connect()
+    await session.send_audio(b"start")
+    await session.send_audio(b"false-pause")  # its guess is held
+    await session.send_audio(b"pause")  # the latest pause waits for it
+    await asyncio.sleep(0.01)
+    assert [n for n, _ in stt.heard] == [1000]
+    stt.release.set()
+    events = await _collect(session, _responses_done(1))
+    await session.close()
+    assert [n for n, _ in stt.heard] == [1000, len(UTTERANCE)]
+    assert [e.text for e in events if isinstance(e, Transcript)] == [
+        "What are your hours?", "Nine to five."]

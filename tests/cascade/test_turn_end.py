@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentplatform.cascade.turn_end import HANGOVERS, Verdict, hangover_ms, judge
+from agentplatform.cascade.turn_end import HANGOVERS, TurnEndPolicy, Verdict, judge
 
 
 @pytest.mark.parametrize("text", [
@@ -19,7 +19,7 @@ def test_a_finished_question_or_short_reply_is_complete(text: str) -> None:
     "I'd like to book...", "I'd like to book an", "My address is,", "Can I",
     "What are your", "I was wondering if", "I need to", "Is there parking near the",
     "I would like an appointment for", "um", "Do you have",
-    "I'd like to book an appointment for Tuesday and",
+    "I'd like to book an appointment for Tuesday and", "I'd like to book.", "I need to.",
 ])
 def test_a_phrase_cut_off_mid_sentence_is_incomplete(text: str) -> None:
     assert judge(text) is Verdict.INCOMPLETE
@@ -30,11 +30,19 @@ def test_no_words_is_no_verdict(text: str) -> None:
     assert judge(text) is Verdict.EMPTY
 
 
-def test_the_verdict_picks_the_hangover_and_no_verdict_keeps_the_agents_own() -> None:
+def test_the_verdict_picks_the_hangover_and_no_words_keep_the_agents_own() -> None:
     auto = HANGOVERS["auto"]
-    assert hangover_ms(Verdict.COMPLETE, auto, 400) == auto.complete_ms
-    assert hangover_ms(Verdict.INCOMPLETE, auto, 400) == auto.incomplete_ms
-    assert hangover_ms(Verdict.EMPTY, auto, 400) == 400
+    policy = TurnEndPolicy(auto, silence_ms=400)
+    assert policy.hangover_ms(Verdict.COMPLETE) == auto.complete_ms
+    assert policy.hangover_ms(Verdict.INCOMPLETE) == auto.incomplete_ms
+    assert policy.hangover_ms(Verdict.EMPTY) == 400
+
+
+def test_a_pause_waiting_for_its_verdict_lasts_as_long_as_an_unfinished_one() -> None:
+    # Ending it on the clock would answer a caller mid-sentence whenever STT is slow.
+    assert TurnEndPolicy(HANGOVERS["auto"], silence_ms=400).undecided_ms == \
+        HANGOVERS["auto"].incomplete_ms
+    assert TurnEndPolicy(HANGOVERS["auto"], silence_ms=2000).undecided_ms == 2000
 
 
 def test_every_eagerness_waits_longer_for_an_unfinished_phrase_than_a_thinking_pause() -> None:
