@@ -272,3 +272,27 @@ async def test_a_resumed_stream_for_no_live_call_here_is_refused_1008(tmp_path):
         code = await stray.wait_closed(5)
         await stray.hang_up()
     assert code == 1008 and not sim.sessions
+
+
+async def test_a_machine_verdict_after_the_hold_stops_the_greeting_and_leaves_the_message(
+        tmp_path):
+    """A long machine greeting: the hold runs out (4 s) and the agent greets; when the
+    verdict comes at the beep, the greeting is cut and the voicemail left instead."""
+    long_greeting = tone(300, 6000, 8000, amplitude=0.3)
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=4000) as sim, \
+            TwilioRestServer(callees={CALLEE: Callee("machine", greeting=long_greeting)}) as twilio, \
+            outbound_platform(tmp_path, sim, twilio) as server:
+        response = await dial(server, params={"name": "Ada"}, machine_detection="leave_message",
+                              voicemail_message=VOICEMAIL)
+        call_id = response.json()["call_id"]
+        call = await answered(twilio)
+        machine = call.caller
+        await machine.wait_closed(30)
+        detail = await record(server, call_id)
+    said = [i or "" for i in sim.response_instructions]
+    assert len(said) == 2 and "Hello Ada" in said[0] and VOICEMAIL in said[1]
+    assert machine.first_audio_at < call.greeting_done_at  # the hold ran out first
+    assert machine.clears, "the greeting to the machine was not cut"
+    assert detail.end_reason == "voicemail_left"
+    kinds = [e.kind for e in detail.events]
+    assert kinds.count("answering_machine") == 2  # none within the hold, then the machine
