@@ -28,6 +28,7 @@ from agentplatform.agents.validation import SMALL_TOKEN_CAP
 from agentplatform.agents.yamlio import REMOVE, set_fields
 from agentplatform.catalog import Catalog
 from agentplatform.errors import AgentError
+from agentplatform.web import agent_templates
 from agentplatform.web.agent_form import (
     NEW_TOOL, FormResult, apply_form, tab_of, values_from_form, values_from_spec,
 )
@@ -52,19 +53,6 @@ class _TimeLimitedRoute(APIRoute):
 router = APIRouter(dependencies=[Depends(require_csrf)], route_class=_TimeLimitedRoute)
 TAB_NAMES = {"general": "General", "speech": "Speech & Telephony", "tools": "Tools",
              "advanced": "Advanced", "yaml": "YAML"}
-
-NEW_AGENT_TEMPLATE = """\
-# {description}
-# Edit this agent on its page in the admin screens, or here by hand; comments are kept.
-
-name: {name}
-description: {description}
-model: {model}
-greeting: Hello! How can I help you today?
-prompt: |
-  You are a helpful assistant answering the phone. Speak briefly and warmly.
-"""
-
 
 def _store(request: Request) -> AgentStore:
     return request.app.state.platform.store
@@ -135,34 +123,73 @@ async def agents_page(request: Request, deleted: str | None = None) -> HTMLRespo
 
 @router.get("/agents/new", response_class=HTMLResponse)
 async def new_agent_form(request: Request) -> HTMLResponse:
-    return _new_page(request, {"name": "", "description": "", "model": "openai/gpt-realtime"}, {})
+    missing = await _templates_missing(request)
+    return _new_page(request, {"name": "", "description": "", "model": "",
+                               "template": agent_templates.preferred(missing)}, {}, missing)
+
+
+async def _template_specs(request: Request) -> dict[str, AgentSpec | None]:
+    """Each template as a spec, parsed once per app in the agent-file worker."""
+    cached = getattr(request.app.state, "template_specs", None)
+    if cached is None:
+        cached = {}
+        for t in agent_templates.TEMPLATES:
+            text = agent_templates.template_text(t.key, name="new-agent", description="")
+            spec, _ = await _store(request).check_async("new-agent", text)
+            cached[t.key] = spec
+        request.app.state.template_specs = cached
+    return cached
+
+
+async def _templates_missing(request: Request) -> dict[str, list[str]]:
+    """Per template, the keys it needs that this server lacks (empty: it can run)."""
+    platform = request.app.state.platform
+    return {key: agent_templates.missing_keys(spec, platform.catalog, platform.settings)
+            if spec is not None else ["(the template does not load)"]
+            for key, spec in (await _template_specs(request)).items()}
 
 
 def _new_page(request: Request, values: dict[str, str], errors: dict[str, list[str]],
-              status: int = 200) -> HTMLResponse:
+              missing: dict[str, list[str]], status: int = 200) -> HTMLResponse:
     return templates.TemplateResponse(request, "agent_new.html", {
-        "values": values, "errors": errors, **catalog_choices(_store(request).catalog),
+        "values": values, "errors": errors, "agent_templates": agent_templates.TEMPLATES,
+        "missing": missing, **catalog_choices(_store(request).catalog),
     }, status_code=status)
 
 
 @router.post("/agents/new")
 async def create_agent(request: Request, name: str = Form(""), description: str = Form(""),
-                       model: str = Form("")) -> Response:
+                       model: str = Form(""), template: str = Form("")) -> Response:
+    """A new agent file from a template (the preferred one when none is named), with
+    the model swapped when one is chosen; saved only when it validates."""
     store = _store(request)
+    missing = await _templates_missing(request)
     values = {"name": name.strip(), "description": description.strip() or "A new agent.",
-              "model": model.strip()}
+              "model": model.strip(),
+              "template": template.strip() or agent_templates.preferred(missing)}
     errors: dict[str, list[str]] = {}
+    if values["template"] not in agent_templates.BY_KEY:
+        errors["template"] = [f"no template {values['template']!r}; choose one of "
+                              + ", ".join(agent_templates.BY_KEY)]
+        return _new_page(request, values, errors, missing, 422)
     if store.path_for(values["name"]) is not None:
         errors["name"] = [f"an agent file named {values['name']}.yaml already exists"]
-        return _new_page(request, values, errors, 422)
-    text = NEW_AGENT_TEMPLATE.format(**{k: v.replace("\n", " ") for k, v in values.items()})
+        return _new_page(request, values, errors, missing, 422)
+    text = agent_templates.template_text(values["template"], name=values["name"],
+                                         description=values["description"])
     try:
+        if values["model"]:
+            text = await offload.run(set_fields, text, {"model": values["model"]},
+                                     file=f"{values['name']}.yaml")
         async with _lock(request):
             await store.save_async(values["name"], text)
     except AgentInvalid as exc:
         for issue in errors_in(exc.issues):
             errors.setdefault(issue.field, []).append(issue.message)
-        return _new_page(request, values, errors, 422)
+        return _new_page(request, values, errors, missing, 422)
+    except AgentError as exc:
+        errors.setdefault(exc.field, []).append(exc.message)
+        return _new_page(request, values, errors, missing, 422)
     return RedirectResponse(f"/agents/{values['name']}?saved=created", status_code=303)
 
 

@@ -130,3 +130,20 @@ async def test_one_save_shows_every_error_and_the_yaml_tab_has_one_save_button(
         await context.close()
     assert shown == [True, True]
     assert [b for b in buttons if "Save" in b] == ["Save YAML"]
+
+
+async def test_a_new_offline_desk_is_created_from_its_template(seeded: Seeded, browser) -> None:
+    context, page = await open_at(browser, 390)
+    try:
+        await page.goto(seeded.base_url + "/agents/new")
+        preselected = await page.eval_on_selector("input[name=template]:checked", "e => e.value")
+        await page.check("#t-offline-desk")
+        await page.fill("#name", "night-desk")
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("text=Created night-desk.yaml")
+        await page.screenshot(path=str(SHOTS / "page-390--agent-created.png"), full_page=True)
+        model = await page.eval_on_selector("#f-model", "e => e.value")
+    finally:
+        await context.close()
+    assert preselected == "realtime-desk"  # the test server has an OpenAI key
+    assert model == "local/offline"
