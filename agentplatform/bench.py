@@ -349,12 +349,18 @@ def run_bench(args: argparse.Namespace) -> int:
             bridge_rows = asyncio.run(bench_bridge.run(levels, args.seconds, Path(tmp)))
     results, cascade = asyncio.run(_run(sip_levels, args.seconds, providers, min(sip_levels),
                                         args.cascade_turns, carriers))
+    amd = None
+    if "sip" in carriers:  # the SIP trunk's local answering-machine detector
+        from agentplatform.bench_amd import run_amd
+
+        print("-- answering-machine detection: rendering the recordings ...", flush=True)
+        amd = run_amd()
     sustained = [r["calls"] for r in bridge_rows
                  if r["server"] == "bridge" and not r["load_lagged"] and r["failed"] == 0
                  and r["in_ms"]["p99"] < 10 and r["out_ms"]["p99"] < 10]
     summary = {"bridge": bridge_rows, "results": results,
                "max_calls_with_p99_under_10ms": max(sustained, default=0),
-               "cascade": cascade, "cores": os.cpu_count(), "load_average": os.getloadavg()}
+               "cascade": cascade, "amd": amd, "cores": os.cpu_count(), "load_average": os.getloadavg()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
@@ -367,6 +373,11 @@ def run_bench(args: argparse.Namespace) -> int:
     if any(r["carrier"] == "sip" for r in results):
         print()
         print(_sip_table(results))
+    if amd is not None:
+        from agentplatform.bench_amd import table as amd_table
+
+        print()
+        print(amd_table(amd))
     print(f"\nmost calls with p99 < 10 ms each way (load generator keeping up): "
           f"{summary['max_calls_with_p99_under_10ms']}")
     print(f"written to {out}")

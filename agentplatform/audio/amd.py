@@ -15,6 +15,11 @@ seconds of μ-law. It listens for the shape of the greeting, not its words:
   speech, with its harmonics and moving formants, does neither;
 * nobody talks for ``initial_silence_ms`` → ``unknown``.
 
+A short greeting can be a machine's too ("Leave a message." — beep): after
+``human`` the detector listens ``beep_watch_ms`` more for a beep only, and a beep
+then still turns the verdict into ``machine`` (the bridge stops the agent and
+leaves the message).
+
 After ``machine`` it keeps listening for the end of the greeting: the end of the
 beep, ``greeting_silence_ms`` of silence after the talk, or ``max_greeting_ms``
 since the answer, and says so with ``greeting_ended=True`` — the moment to
@@ -57,9 +62,10 @@ class AmdConfig:
     beep_ms: int = 160  # a steady tone this long is a beep
     greeting_silence_ms: int = 1500  # a machine's greeting is over after this much silence
     max_greeting_ms: int = 30_000  # stop waiting for a machine's greeting to end
+    beep_watch_ms: int = 2000  # after "human", a beep this soon still means a machine
     speech_rms: float = 300.0  # PCM16 RMS floor for talk (about -40 dBFS)
     noise_margin: float = 2.5  # talk must also be this many times the noise floor
-    tone_purity: float = 0.75
+    tone_purity: float = 0.9  # a beep is a sine: >0.95 even under line noise
     tone_low_hz: float = 400.0
     tone_high_hz: float = 2000.0
 
@@ -88,6 +94,7 @@ class MachineDetector:
         self._tone_ms = 0
         self._tone_bin = -1
         self._beep_heard = False
+        self._watch_until = 0
         self._window = np.hanning(160)
 
     # ------------------------------------------------------------ per frame
@@ -138,7 +145,7 @@ class MachineDetector:
             self._tone_ms += frame_ms
             if self._tone_ms >= self.config.beep_ms and not self._beep_heard:
                 self._beep_heard = True
-                if self.verdict is None:
+                if self.verdict != "machine":  # none yet, or a short greeting was a machine's
                     self._say(out, "machine", False, "beep")
             if self._tone_ms >= 1500 and self._beep_heard:
                 self._say(out, "machine", True, "beep")  # a long tone: do not wait for its end
@@ -151,6 +158,10 @@ class MachineDetector:
     def _decide(self, out: list[AmdDecision]) -> None:
         c = self.config
         now = self._ms
+        if self.verdict == "human":
+            if now >= self._watch_until:
+                self.finished = True  # no beep followed the short greeting
+            return
         if self.verdict is None:
             if self._talk_start is None:
                 if now >= c.initial_silence_ms:
@@ -176,5 +187,7 @@ class MachineDetector:
             return
         self.verdict = verdict
         out.append(AmdDecision(verdict, ended, cue, self._ms))
-        if verdict != "machine" or ended:
+        if verdict == "human":
+            self._watch_until = self._ms + self.config.beep_watch_ms
+        elif verdict == "unknown" or ended:
             self.finished = True

@@ -5,7 +5,8 @@ it completes is a call a real handset could make. Here it has no sound card: its
 microphone is a WAV file (``aufile``), its speaker a null ALSA device, and its
 ``sndfile`` module records what it heard (``dump-*-dec.wav``) and what it sent
 (``dump-*-enc.wav``). It answers a REFER itself (202, NOTIFY, then dials the target),
-and ``menu`` hangs up when the WAV has been played.
+and ``menu`` hangs up when the WAV has been played. ``answer`` makes it the callee
+of a call the platform places.
 
     peer = BaresipPeer(microphone=wav_bytes)
     result = await peer.call("sip:+15550100@127.0.0.1:5060", seconds=8)
@@ -108,8 +109,17 @@ class BaresipPeer:
 
     async def call(self, uri: str, *, seconds: int = 10) -> BaresipResult:
         """Dial ``uri``, let baresip run at most ``seconds``, and collect what it heard."""
+        return await self._run(["-e", f"/dial {uri}"], seconds)
+
+    async def answer(self, *, seconds: int = 10) -> BaresipResult:
+        """Be the callee: baresip listens on ``host:port``, answers the first INVITE
+        itself (``answermode=auto``), speaks the microphone WAV into the call and
+        hangs up at its end; after ``seconds`` it exits and what it heard is collected."""
+        return await self._run([], seconds)
+
+    async def _run(self, extra: list[str], seconds: int) -> BaresipResult:
         process = await asyncio.create_subprocess_exec(
-            BARESIP, "-f", str(self.config_dir), "-e", f"/dial {uri}", "-t", str(seconds),
+            BARESIP, "-f", str(self.config_dir), *extra, "-t", str(seconds),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             cwd=self._dir.name)
         try:

@@ -98,6 +98,9 @@ class SipCallee(asyncio.DatagramProtocol):
         self._audio_arrived = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._greeting_sent = asyncio.Event()
+        self.answered_at: float | None = None  # time.monotonic() of the ACK
+        self.greeting_done_at: float | None = None  # when the packet with its last sample went out
+        self.first_audio_at: float | None = None  # the first voiced packet we heard
 
     # ------------------------------------------------------------ lifecycle
 
@@ -283,6 +286,7 @@ class SipCallee(asyncio.DatagramProtocol):
         self.acks_for_2xx += 1
         if not dialog.acked.is_set():
             dialog.acked.set()
+            self.answered_at = time.monotonic()
             self._spawn(self._speak())
 
     def _on_cancel(self, cancel: sip.SipMessage, source: tuple[str, int]) -> None:
@@ -351,6 +355,8 @@ class SipCallee(asyncio.DatagramProtocol):
             packet = sip.RtpPacket(0, seq, ts, ssrc, audioop.lin2ulaw(chunk, 2), marker=tick == 0)
             if not self._rtp.is_closing():
                 self._rtp.sendto(packet.encode(), target)
+            if self.greeting_done_at is None and (tick + 1) * 320 >= len(pcm):
+                self.greeting_done_at = time.monotonic()  # the greeting's last sample went out
             seq, ts, tick = (seq + 1) & 0xFFFF, (ts + 160) & 0xFFFFFFFF, tick + 1
             await asyncio.sleep(max(0.0, t0 + tick * 0.02 - time.monotonic()))
 
@@ -374,6 +380,8 @@ class SipCallee(asyncio.DatagramProtocol):
         pcm = audioop.ulaw2lin(packet.payload, 2)
         self._heard += pcm
         if audioop.rms(pcm, 2) > SILENT_RMS:
+            if self.first_audio_at is None:
+                self.first_audio_at = time.monotonic()
             self._audio_arrived.set()
 
     def digits_heard(self) -> str:

@@ -71,6 +71,12 @@ def test_a_beep_alone_is_a_machine_whose_greeting_ends_with_the_beep():
         ("machine", False, "beep"), ("machine", True, "beep")]
 
 
+def test_a_short_greeting_followed_by_a_beep_is_a_machine_after_all():
+    decisions = run(ulaw(silence(200), voiced(700), silence(900), tone(400, 1400), silence(1000)))
+    assert [(d.verdict, d.greeting_ended, d.cue) for d in decisions] == [
+        ("human", False, "short_greeting"), ("machine", False, "beep"), ("machine", True, "beep")]
+
+
 def test_speech_is_not_taken_for_a_beep():
     decisions = run(ulaw(voiced(1200, pitch=220), silence(1500)))
     assert [d.cue for d in decisions] == ["short_greeting"]
@@ -89,6 +95,6 @@ def test_a_hello_over_steady_line_noise_is_a_human():
 
 def test_the_detector_stops_working_once_finished():
     detector = MachineDetector()
-    audio = ulaw(voiced(500), silence(1500), voiced(3000))
+    audio = ulaw(voiced(500), silence(3000), voiced(3000), tone(400), silence(500))
     decisions = [d for i in range(0, len(audio) - 159, 160) for d in detector.feed(audio[i:i + 160])]
     assert detector.finished and [d.verdict for d in decisions] == ["human"]

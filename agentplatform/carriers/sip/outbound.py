@@ -103,6 +103,8 @@ class DialHost(Protocol):
 
     def handle_call(self, audio: CallAudio) -> Awaitable[None]: ...
     def dial_ended(self, request: OutboundRequest, reason: str, detail: str = "") -> None: ...
+    def dial_progress(self, request: OutboundRequest, status: str = "ringing",
+                      carrier_call_id: str = "") -> None: ...
 
 
 class DialSignaling(Protocol):
@@ -170,6 +172,7 @@ class OutboundCall:
                                  version=1, codecs=(PCMU,), dtmf_payload_type=DTMF_PAYLOAD_TYPE)
         self.signaling.trust_peer(self.call_id, self._target[0])
         self._send_invite(None)
+        self.host.dial_progress(self.request, "ringing", self.call_id)  # the record gets the Call-ID
         self._timers.append(loop.call_later(self.config.ring_timeout_s, self._ring_timeout))
         log.info("call %s: dialing %s for agent %s (platform call %s)", self.call_id, self.uri,
                  self.request.agent, self.request.call_id)

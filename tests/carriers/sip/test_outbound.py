@@ -28,6 +28,7 @@ class DialHost:
         self.calls: list[CallAudio] = []
         self.events: list[object] = []
         self.ended: list[tuple[str, str, str]] = []
+        self.progress: list[tuple[str, str]] = []
         self.handled = asyncio.Event()
         self.finished = asyncio.Event()
         self.dial_over = asyncio.Event()
@@ -56,6 +57,10 @@ class DialHost:
     def call_finished(self, call_id: str) -> None: ...
 
     def count_malformed(self, kind: str, n: int = 1) -> None: ...
+
+    def dial_progress(self, request: OutboundRequest, status: str = "ringing",
+                      carrier_call_id: str = "") -> None:
+        self.progress.append((status, carrier_call_id))
 
     def dial_ended(self, request: OutboundRequest, reason: str, detail: str = "") -> None:
         self.ended.append((request.call_id, reason, detail))
@@ -182,6 +187,7 @@ async def test_busy_callee_ends_the_attempt_busy(server):
         async with asyncio.timeout(5):
             await host.dial_over.wait()
     assert host.ended == [("c0ffee", "busy", "486 Busy Here")] and not host.calls
+    assert host.progress == [("ringing", callee.invites[0].get("call-id"))]
 
 
 async def test_other_failures_end_the_attempt_failed_with_the_status(server):
