@@ -14,12 +14,20 @@ from sqlalchemy import Engine
 
 from agentplatform.agents.store import AgentStore
 from agentplatform.campaigns import store
-from agentplatform.campaigns.contacts_csv import ContactRow, ContactsInvalid, parse_csv, \
-    parse_items
+from agentplatform.campaigns.contacts_csv import (
+    ContactRow,
+    ContactsInvalid,
+    parse_csv,
+    parse_items,
+)
 from agentplatform.campaigns.hours import is_time_zone, parse_hhmm
 from agentplatform.carriers.dialing import MachineDetection
 from agentplatform.carriers.plugin import Carrier
-from agentplatform.outbound.request import DialRequest, machine_detection_of, request_problem
+from agentplatform.outbound.request import (
+    DialRequest,
+    machine_detection_of,
+    request_problem,
+)
 
 # The carrier a campaign uses when it names none: the first enabled one that can dial.
 CARRIER_ORDER = ("twilio", "sip")

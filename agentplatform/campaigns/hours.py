@@ -68,7 +68,7 @@ def next_call_time(now: datetime, tz: str, start: time, end: time) -> datetime:
     local = now.astimezone(here)
     if _inside(local.timetz().replace(tzinfo=None), start, end):
         return now
-    for days in range(0, 3):
+    for days in range(3):
         day = local.date() + timedelta(days=days)
         opening = _wall_clock(day, start, here)
         if opening > now:

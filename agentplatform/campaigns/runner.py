@@ -77,7 +77,7 @@ class CampaignRunner:
         try:
             async with asyncio.timeout(DIAL_TIMEOUT):
                 call_id = await self.dial(ticket)
-        except Exception as exc:  # the dialer's refusal, or anything it raised
+        except Exception as exc:  # noqa: BLE001 - a refusal, or any fault: recorded, not raised
             reason = str(getattr(exc, "reason", "failed"))
             message = str(getattr(exc, "message", "") or exc or type(exc).__name__)
             if isinstance(exc, TimeoutError):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, exists, func, update
+from sqlalchemy import Engine, exists, func, insert, update
 from sqlmodel import Session, col, select
 
 from agentplatform.campaigns.contacts_csv import ContactRow
@@ -131,7 +131,7 @@ def create_campaign(engine: Engine, spec: CampaignSettings, rows: list[ContactRo
         session.add(Campaign(id=campaign_id, status="running" if spec.start else "draft",
                              created_at=now, updated_at=now, **values))
         session.flush()
-        session.bulk_insert_mappings(CampaignContact, [  # type: ignore[arg-type]
+        session.execute(insert(CampaignContact), [
             {"campaign_id": campaign_id, "line": r.line, "number": r.number,
              "params": r.params, "time_zone": r.time_zone, "status": "pending",
              "attempts": 0, "next_attempt_at": now, "last_detail": "", "call_ids": [],

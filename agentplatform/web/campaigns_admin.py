@@ -70,9 +70,9 @@ async def create_from_form(request: Request) -> Response:
             request.app.state.carriers, {**values, "start": values.get("start", "")},
             csv_data=data)
     except CampaignInvalid as exc:
-        merged = {**FORM_DEFAULTS, **values}
+        merged, problem = {**FORM_DEFAULTS, **values}, exc
         return await render(request, "campaign_new.html",
-                            lambda: _form_context(request, merged, exc), status_code=422)
+                            lambda: _form_context(request, merged, problem), status_code=422)
     return RedirectResponse(f"/campaigns/{campaign_id}?saved=created", status_code=303)
 
 

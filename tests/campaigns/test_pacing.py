@@ -19,7 +19,7 @@ def test_a_new_bucket_allows_one_seconds_burst_then_the_rate() -> None:
 
 def test_a_slow_rate_places_one_call_every_few_seconds() -> None:
     bucket = TokenBucket.for_rate(0.25, None, None, T0)
-    taken = [bucket.take(5, T0 + timedelta(seconds=s)) for s in range(0, 13)]
+    taken = [bucket.take(5, T0 + timedelta(seconds=s)) for s in range(13)]
     assert sum(taken) == 4 and [s for s, n in enumerate(taken) if n] == [0, 4, 8, 12]
 
 

@@ -10,7 +10,11 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from agentplatform.testing.twilio_rest_server import Callee, SimulatedCall, TwilioRestServer
+from agentplatform.testing.twilio_rest_server import (
+    Callee,
+    SimulatedCall,
+    TwilioRestServer,
+)
 
 
 class CampaignCallees:

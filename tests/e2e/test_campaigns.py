@@ -18,7 +18,10 @@ from sqlalchemy import Engine
 
 from agentplatform.campaigns.arq_queue import QUEUE_NAME
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
-from agentplatform.testing.twilio_rest_server import SIMULATED_ACCOUNT_SID, TwilioRestServer
+from agentplatform.testing.twilio_rest_server import (
+    SIMULATED_ACCOUNT_SID,
+    TwilioRestServer,
+)
 from tests.services import REDIS_URL
 
 from .campaign_callees import CampaignCallees, script

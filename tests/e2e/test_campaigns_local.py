@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
 from agentplatform.testing.stack import local_server, simulated_settings
-from agentplatform.testing.twilio_rest_server import SIMULATED_ACCOUNT_SID, TwilioRestServer
+from agentplatform.testing.twilio_rest_server import (
+    SIMULATED_ACCOUNT_SID,
+    TwilioRestServer,
+)
 
 from .campaign_callees import CampaignCallees, script
 
@@ -45,7 +48,7 @@ class _Served:
         self._cm = local_server(settings.model_copy())
         self.base_url = ""
 
-    async def __aenter__(self) -> _Served:
+    async def __aenter__(self) -> Self:
         server = await self._cm.__aenter__()
         server.settings.public_url = self.base_url = server.base_url
         return self

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import httpx
 
-from agentplatform.testing.twilio_rest_server import SIMULATED_ACCOUNT_SID, TwilioRestServer
+from agentplatform.testing.twilio_rest_server import (
+    SIMULATED_ACCOUNT_SID,
+    TwilioRestServer,
+)
 
 from .conftest import csrf_of, remote, served, write_agent
 
