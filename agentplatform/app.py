@@ -178,10 +178,12 @@ def slot_holder(info: CallInfo) -> str:
 
 def _warm_cascade(store: AgentStore, catalog: Catalog) -> asyncio.Task[None] | None:
     """Start loading the local speech engines the cascade agents need, if any."""
-    from agentplatform.cascade.warmup import local_engines_in_use, warm_local_engines
+    from agentplatform.cascade.warmup import fixed_lines, local_engines_in_use, warm_local_engines
 
-    engines = local_engines_in_use((a.spec for a in store.agents.values()), catalog)
-    return asyncio.create_task(warm_local_engines(engines)) if engines else None
+    agents = [a.spec for a in store.agents.values()]
+    engines = local_engines_in_use(agents, catalog)
+    lines = fixed_lines(agents, catalog)  # said word for word: rendered ahead
+    return asyncio.create_task(warm_local_engines(engines, lines)) if engines else None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
