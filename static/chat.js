@@ -11,6 +11,7 @@
   const status = document.getElementById("chat-status");
   let conversation = null;
   let busy = false;
+  let ended = false;
 
   function add(cls, text) {
     const div = document.createElement("div");
@@ -67,9 +68,13 @@
             add("tool", `→ ${ev.name}(${ev.arguments || "{}"})`);
             answer = null;
           } else if (ev.type === "tool_result") {
-            add("tool", `← ${ev.name}: ${ev.output}` + (ev.ok ? "" : "  (failed)") + (ev.note ? `  [${ev.note}]` : ""));
+            // A built-in (end_call, transfer_call, send_dtmf) answers the model with an
+            // instruction meant for it alone; show what it does instead.
+            if (ev.note) add("tool", `← ${ev.name}: ${ev.note}`);
+            else add("tool", `← ${ev.name}: ${ev.output}` + (ev.ok ? "" : "  (failed)"));
           } else if (ev.type === "done") {
             status.textContent = "";
+            if (ev.ended) endConversation();
           } else if (ev.type === "error") {
             add("tool err", "Error: " + ev.message);
             status.textContent = "";
@@ -81,8 +86,16 @@
       status.textContent = "";
     } finally {
       busy = false;
-      input.focus();
+      if (!ended) input.focus();
     }
+  }
+
+  // The agent hung up (end_call): like a phone call, the conversation is over.
+  function endConversation() {
+    add("tool ended", "The agent ended the conversation. Start a new one to talk again.");
+    input.disabled = true;
+    document.getElementById("chat-send").disabled = true;
+    ended = true;
   }
 
   function makeGreeting(text) {
@@ -103,6 +116,9 @@
   });
   document.getElementById("chat-new").addEventListener("click", () => {
     conversation = null;
+    ended = false;
+    input.disabled = false;
+    document.getElementById("chat-send").disabled = false;
     log.innerHTML = "";
     status.textContent = "New conversation: the agent has forgotten the previous one.";
   });

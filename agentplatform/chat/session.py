@@ -59,6 +59,9 @@ class ChatToolResult:
 @dataclass(slots=True)
 class ChatDone:
     text: str  # the whole answer
+    # The agent used end_call: this was its goodbye and the conversation is over, as a
+    # phone call would be.
+    ended: bool = False
 
 
 @dataclass(slots=True)
@@ -110,6 +113,7 @@ class ChatSession:
             await self.engine.send_user(text)
             answer: list[str] = []
             rounds = 0
+            ending = False
             while True:
                 pending: list[ToolCall] = []
                 done = False
@@ -132,7 +136,9 @@ class ChatSession:
                     yield ChatError("the model ended the conversation")
                     return
                 if not pending:
-                    yield ChatDone("".join(answer))
+                    if ending:
+                        await self.close()
+                    yield ChatDone("".join(answer), ended=ending)
                     return
                 rounds += 1
                 if rounds > MAX_TOOL_ROUNDS:
@@ -141,6 +147,7 @@ class ChatSession:
                 results = await asyncio.gather(*(self.tools.run(c.name, c.arguments)
                                                  for c in pending))
                 for call, outcome in zip(pending, results, strict=True):
+                    ending = ending or isinstance(outcome.action, EndCall)
                     yield ChatToolResult(call.call_id, call.name, outcome.output, outcome.ok,
                                          _action_note(outcome.action))
                     await self.engine.send_tool_result(call.call_id, call.name, outcome.output)

@@ -9,7 +9,7 @@ The answer streams as NDJSON, one event per line, so a browser ``fetch()`` reade
     {"type": "delta", "text": "Let me "}
     {"type": "tool_call", "id": "…", "name": "check_availability", "arguments": "{…}"}
     {"type": "tool_result", "id": "…", "name": "…", "output": "…", "ok": true, "note": ""}
-    {"type": "done", "text": "…the whole answer…"}       (or {"type": "error", …})
+    {"type": "done", "text": "…the whole answer…"}  (+ "ended": true after end_call; or {"type": "error", …})
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def event_json(event: ChatEvent) -> dict[str, Any]:
         return {"type": "tool_result", "id": event.call_id, "name": event.name,
                 "output": event.output, "ok": event.ok, "note": event.note}
     if isinstance(event, ChatDone):
-        return {"type": "done", "text": event.text}
+        # "ended": the agent used end_call, so the conversation is over (only when true).
+        return {"type": "done", "text": event.text, **({"ended": True} if event.ended else {})}
     return {"type": "error", "message": event.message}
 
 

@@ -18,6 +18,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from agentplatform.web import call_view
 from agentplatform.web.auth import csrf_token, session_of
 
 # The folders beside the package (a source checkout), else in the working directory
@@ -42,8 +43,15 @@ def static_url(name: str) -> str:
     return f"/static/{name}?v={version}"
 
 
+def _since_start(call: Any) -> list[float]:
+    """Seconds from a call's start to each of its transcript lines."""
+    return call_view.since_start(call.started_at, [t.created_at for t in call.turns])
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals.update(csrf_token=csrf_token, session_of=session_of, static_url=static_url)
+templates.env.globals.update(detail_rows=call_view.detail_rows, end_text=call_view.end_text,
+                             offset_text=call_view.offset_text, since_start=_since_start)
 
 
 async def render(request: Request, name: str, context: Callable[[], dict[str, Any]], *,

@@ -43,7 +43,12 @@ voice_streaming: false
 rules:
   - match: "hours|open"
     reply: We are open from nine to five.
+  - match: "bye"
+    reply: Thanks for calling, goodbye!
+    tool: {name: end_call}
 fallback_reply: Sorry, I can only help with our hours.
+tools:
+  - type: end_call
 """
 
 

@@ -147,3 +147,40 @@ async def test_a_new_offline_desk_is_created_from_its_template(seeded: Seeded, b
         await context.close()
     assert preselected == "realtime-desk"  # the test server has an OpenAI key
     assert model == "local/offline"
+
+
+async def test_a_call_record_reads_as_labelled_rows_with_times_and_one_end_reason(
+        seeded: Seeded, browser) -> None:
+    context, page = await open_at(browser, 390)
+    try:
+        await page.goto(f"{seeded.base_url}/calls/{seeded.ended_call}")
+        ended = await page.inner_text("#ended")
+        connected = page.locator('#events tr[data-kind="model_connected"]')
+        labels = await connected.locator("dt").all_inner_texts()
+        values = await connected.locator("dd").all_inner_texts()
+        times = await page.locator("#transcript td.at").all_inner_texts()
+    finally:
+        await context.close()
+    assert "caller hung up" in ended and "(caller hung up)" not in ended
+    assert labels == ["Model", "Connect"] and values == ["openai/gpt-realtime", "412 ms"]
+    assert len(times) == 5 and all(":" in t for t in times)
+
+
+async def test_chat_shows_what_end_call_does_and_ends_the_conversation(
+        seeded: Seeded, browser) -> None:
+    context, page = await open_at(browser, 390)
+    try:
+        await page.goto(seeded.base_url + "/agents/desk/chat")
+        await page.fill("#chat-input", "ok, bye")
+        await page.press("#chat-input", "Enter")
+        await page.wait_for_selector("text=The agent ended the conversation")
+        log = await page.inner_text("#chat-log")
+        disabled = await page.is_disabled("#chat-input")
+        await page.screenshot(path=str(SHOTS / "page-390--chat-ended.png"), full_page=True)
+        await page.click("#chat-new")
+        enabled_again = await page.is_enabled("#chat-input")
+    finally:
+        await context.close()
+    assert "goodbye" in log and "would now hang up" in log
+    assert "Say a short goodbye now" not in log  # the instruction to the model stays hidden
+    assert disabled and enabled_again
