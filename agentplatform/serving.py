@@ -38,6 +38,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_SECONDS = 0.0005
+SWITCH_INTERVAL_ENV = "PYTHON_SWITCH_INTERVAL"  # seconds; to compare in the bench
 RESTART_DELAY_SECONDS = 1.0
 WORKER_ENV = "AGENTPLATFORM_WORKER"  # the worker's index, for its logs
 
@@ -110,12 +111,23 @@ def run_app(app: object, *, host: str, port: int, log_level: str, fd: int | None
     """One server process: uvloop, the short switch interval, uvicorn."""
     import uvicorn
 
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    sys.setswitchinterval(float(os.environ.get(SWITCH_INTERVAL_ENV, SWITCH_INTERVAL_SECONDS)))
     options: dict[str, object] = {"log_level": log_level, "ws_max_size": 1 << 20, "loop": "uvloop"}
     if fd is None:
         uvicorn.run(app, host=host, port=port, **options)
     else:
         uvicorn.run(app, fd=fd, **options)
+
+
+def _end_with_parent() -> None:
+    """In a worker, before it runs: a supervisor killed outright (SIGKILL, OOM) takes its
+    workers with it (Linux's parent-death signal), rather than leaving them orphaned."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class Supervisor:
@@ -135,7 +147,8 @@ class Supervisor:
         env = worker_environment(dict(os.environ), index, self.workers)
         # Its own session: a terminal's Ctrl-C or a signal to our process group reaches
         # the workers once, through us (a second SIGTERM would cut their drain short).
-        self.procs[index] = subprocess.Popen(cmd, pass_fds=[fd], env=env, start_new_session=True)
+        self.procs[index] = subprocess.Popen(cmd, pass_fds=[fd], env=env, start_new_session=True,
+                                             preexec_fn=_end_with_parent)
         log.info("worker %d started (pid %d)", index, self.procs[index].pid)
 
     def _on_signal(self, signum: int, frame: object) -> None:

@@ -78,4 +78,26 @@ def test_two_workers_serve_one_port_and_all_exit_on_sigterm(tmp_path: Path) -> N
                 Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.kill()  # its workers follow it (parent-death signal)
+
+
+def test_workers_end_when_their_supervisor_is_killed_outright(tmp_path: Path) -> None:
+    port = _free_port()
+    (tmp_path / "agents").mkdir()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+           "AGENTS_DIR": str(tmp_path / "agents"), "LOG_LEVEL": "warning", "SIP_LISTEN": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "agentplatform.cli", "serve", "--port",
+                             str(port), "--workers", "2"], env=env, cwd=tmp_path)
+    pattern = ["pgrep", "-f", "--", f"--port {port} --worker-fd"]
+    try:
+        deadline = time.monotonic() + 60
+        while len(subprocess.run(pattern, capture_output=True, text=True).stdout.split()) < 2:
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 60
+    while subprocess.run(pattern, capture_output=True, text=True).stdout.split():
+        assert time.monotonic() < deadline, "workers outlived their supervisor"
+        time.sleep(0.2)
