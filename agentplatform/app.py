@@ -22,6 +22,7 @@ from agentplatform.carriers.plugin import Carrier
 from agentplatform.carriers.registry import enabled_carriers
 from agentplatform.catalog import Catalog, load_catalog
 from agentplatform.config import Settings, get_settings
+from agentplatform.cascade.capacity import CASCADE_CAPACITY
 from agentplatform.limits.admission import Admission
 from agentplatform.limits.drain import Drain
 from agentplatform.limits.gate import CallGate, open_limit_store
@@ -53,6 +54,8 @@ class Platform:
     writer: CallWriter
     http: httpx.AsyncClient
     calls: set[asyncio.Task[object]] = field(default_factory=set)
+    # The calls this process serves, by record id (for an admin's hang-up).
+    live: dict[str, CallSession] = field(default_factory=dict)
     # Spend controls and the shutdown drain; Prometheus series.
     admission: Admission | None = None
     observer: PlatformMetrics | None = None
@@ -96,8 +99,10 @@ class Platform:
                             http=self.http, observer=self.observer, recordings=self.recordings)
             # Its own task, so that ending it (drain timeout, shutdown) does not cancel
             # the route handler; cancelling the handler still cancels the call.
-            task = asyncio.create_task(CallSession(audio, loaded.spec, deps).run())
+            session = CallSession(audio, loaded.spec, deps)
+            task = asyncio.create_task(session.run())
             self.calls.add(task)
+            self.live[session.call_id] = session
             try:
                 await task
             except asyncio.CancelledError:
@@ -106,9 +111,19 @@ class Platform:
                     raise
             finally:
                 self.calls.discard(task)
+                self.live.pop(session.call_id, None)
                 if self.admission is not None:
                     await self.admission.release(slot_holder(audio.info))
                 self._count_malformed(audio)
+
+    def hang_up(self, call_id: str, detail: str) -> bool:
+        """Hang up the live call ``call_id`` if this process serves it."""
+        session = self.live.get(call_id)
+        if session is None:
+            return False
+        log.info("call %s: hung up by an admin (%s)", call_id, detail)
+        session.end(EndReason.ADMIN_HUNG_UP, detail)
+        return True
 
     def _count_malformed(self, audio: CallAudio) -> None:
         for kind, n in audio.malformed_counts.items():
@@ -206,6 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limit_store = open_limit_store(settings, engine)
             gate = CallGate(limit_store, engine, settings)
             headroom = _headroom(settings, lambda: len(app.state.platform.calls))
+            CASCADE_CAPACITY.max_calls = settings.cascade_max_calls  # the local engines' cap
             platform = Platform(settings, catalog, store, writer, http,
                                 admission=Admission(gate, drain, writer, observer,
                                                     headroom=headroom,

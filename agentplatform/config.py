@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     overload_max_loop_lag_ms: float = Field(default=10.0, ge=0)  # event-loop lag p99; 0 = unchecked
     overload_max_cpu: float = Field(default=0.8, ge=0)  # cores this process may use; 0 = unchecked
     max_calls_per_process: int = Field(default=0, ge=0)  # a hard cap; 0 = none
+    # Calls on the local speech engines at once (cascade/capacity.py); 0 = per core.
+    cascade_max_calls: int = Field(default=0, ge=0)
     log_format: str = "text"  # "json" for one JSON object per line
 
     # Environment variables an agent file may name (headers_from_env, api_key_env,

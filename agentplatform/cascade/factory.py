@@ -12,6 +12,7 @@ from __future__ import annotations
 import httpx
 
 from agentplatform.agents.spec import AgentSpec
+from agentplatform.cascade.capacity import CASCADE_CAPACITY, uses_local_engines
 from agentplatform.cascade.session import CascadeParts, CascadeSession
 from agentplatform.cascade.turn_end import HANGOVERS, TurnEndPolicy
 from agentplatform.catalog import Catalog, Model
@@ -51,4 +52,6 @@ def open_cascade(
     )
     setup = SessionSetup(model=model.wire_name, instructions=instructions, tools=tools,
                          output_modality="text")
-    return CascadeSession(setup, parts)
+    # Counted against the local engines' capacity (admission refuses past it).
+    return CascadeSession(setup, parts,
+                          capacity=CASCADE_CAPACITY if uses_local_engines(agent) else None)

@@ -38,6 +38,7 @@ from typing import Protocol
 import numpy as np
 import soxr
 
+from agentplatform.cascade.capacity import CascadeCapacity
 from agentplatform.cascade.metrics import CASCADE_METRICS, CascadeMetrics, TurnTimings
 from agentplatform.cascade.sentences import SentenceBuffer
 from agentplatform.cascade.spoken import SpokenAnswer, SpokenPiece
@@ -136,6 +137,7 @@ class CascadeSession(ModelSession):
     def __init__(
         self, setup: SessionSetup, parts: CascadeParts, *,
         metrics: CascadeMetrics = CASCADE_METRICS, chunk_ms: int = CHUNK_MS,
+        capacity: CascadeCapacity | None = None,
     ) -> None:
         super().__init__(setup)
         self.parts = parts
@@ -163,11 +165,17 @@ class CascadeSession(ModelSession):
         self._guess: tuple[bytes, asyncio.Task[Transcription]] | None = None
         self._next_pause: SpeechPause | None = None  # waiting for a stale guess to end
         self._closed = False
+        # The local engines' live-call count this session is in, from connect to close.
+        self._capacity = capacity
+        self._counted = False
 
     # ------------------------------------------------------------------ lifecycle
 
     async def connect(self) -> None:
         await self.parts.text.connect()
+        if self._capacity is not None and not self._counted:
+            self._capacity.opened()
+            self._counted = True
         self._tasks = [
             asyncio.create_task(self._text_loop(), name="cascade-text"),
             asyncio.create_task(self._listener(), name="cascade-listen"),
@@ -188,6 +196,9 @@ class CascadeSession(ModelSession):
         if self._closed:
             return
         self._closed = True
+        if self._counted and self._capacity is not None:
+            self._capacity.closed()
+            self._counted = False
         tasks = [*self._tasks, *([self._speaker] if self._speaker else []),
                  *([self._guess[1]] if self._guess else [])]
         for task in tasks:

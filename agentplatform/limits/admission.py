@@ -15,6 +15,7 @@ import uuid
 
 from agentplatform.agents.spec import AgentSpec
 from agentplatform.carriers.base import CallAudio
+from agentplatform.cascade.capacity import CASCADE_CAPACITY
 from agentplatform.limits.drain import Drain
 from agentplatform.limits.gate import CallGate, Refusal
 from agentplatform.limits.headroom import Headroom
@@ -47,6 +48,9 @@ class Admission:
         elif self.headroom is not None and (overloaded := self.headroom.admit()) is not None:
             # The live calls keep their latency; this one hears the busy message.
             refusal = Refusal(EndReason.BUSY, self._busy_message, f"overloaded: {overloaded}")
+        elif (engines_full := CASCADE_CAPACITY.refusal(agent)) is not None:
+            # The local speech engines cannot answer one more caller in time.
+            refusal = Refusal(EndReason.BUSY, self._busy_message, engines_full)
         else:
             refusal = await self.gate.admit(call_sid, agent, from_number)
             self._count_gate_errors()
@@ -65,6 +69,8 @@ class Admission:
         if self.drain.draining:  # admitted at the webhook before the drain began
             refusal: Refusal | None = Refusal(EndReason.DRAINING, self.drain.message,
                                               "server is shutting down")
+        elif (engines_full := CASCADE_CAPACITY.refusal(agent)) is not None:
+            refusal = Refusal(EndReason.BUSY, self._busy_message, engines_full)
         else:
             # An outbound call renews the slot the dial service took under its own id.
             holder = info.outbound.call_id if info.outbound is not None else info.call_id
