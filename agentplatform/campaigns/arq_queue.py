@@ -67,6 +67,7 @@ class ArqQueue:
             keep_result=60, max_jobs=50, log_results=False,
         )
         self._task = asyncio.create_task(self._worker.async_run(), name="campaign-worker")
+        self._task.add_done_callback(_report_exit)
 
     async def stop(self) -> None:
         if self._worker is not None:
@@ -76,3 +77,11 @@ class ArqQueue:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+def _report_exit(task: asyncio.Task[None]) -> None:
+    """The worker ends only when stopped; anything else (Redis unreachable at start)
+    leaves campaigns undialed by this process, which the log must say."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the campaign queue stopped: %s; this process dials no campaign calls "
+                  "until it is restarted", task.exception())

@@ -17,6 +17,7 @@ from agentplatform.campaigns.store import Claim
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.25
+IDLE_TICK_SECONDS = 1.0  # while no campaign runs: outcomes of paused ones still settle
 STOP_WAIT_SECONDS = 10.0
 
 
@@ -25,8 +26,10 @@ class LocalQueue:
         self.runner = runner
         self.tick_seconds = tick_seconds
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._dials: set[asyncio.Task[None]] = set()
-        self._waiting: set[asyncio.Task[None]] = set()  # not dialing yet: safe to drop
+        # Claims not dialed yet (waiting for their pacing slot): given back at stop.
+        self._waiting: dict[asyncio.Task[None], Claim] = {}
 
     async def start(self) -> None:
         recovered = await self.runner.recover_all_but_mine()
@@ -35,39 +38,46 @@ class LocalQueue:
         self._loop_task = asyncio.create_task(self._run(), name="campaign-queue")
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 for claim in await self.runner.tick():
                     task = asyncio.create_task(self._dial(claim))
                     self._dials.add(task)
-                    self._waiting.add(task)
+                    self._waiting[task] = claim
                     task.add_done_callback(self._dials.discard)
-                    task.add_done_callback(self._waiting.discard)
+                    task.add_done_callback(lambda t: self._waiting.pop(t, None))
             except Exception:
                 log.exception("campaign tick failed; trying again")
-            await asyncio.sleep(self.tick_seconds)
+            pause = self.tick_seconds if self.runner.campaigns_running \
+                else max(self.tick_seconds, IDLE_TICK_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def _dial(self, claim: Claim) -> None:
         if claim.delay:
             await asyncio.sleep(claim.delay)
         current = asyncio.current_task()
         if current is not None:
-            self._waiting.discard(current)
+            self._waiting.pop(current, None)
         try:
             await self.runner.dial_contact(claim.contact_id, claim.token)
         except Exception:
             log.exception("campaign dial of contact %d failed", claim.contact_id)
 
     async def stop(self) -> None:
-        """No new ticks; dials under way finish (each is bounded by the dial timeout),
-        those still waiting for their slot are dropped and taken back at next start."""
+        """No new ticks (one under way finishes, so no claim is left half made); claims
+        still waiting for their pacing slot are given back; dials under way finish
+        (each bounded by the dial timeout), or are cut after ``STOP_WAIT_SECONDS`` and
+        taken back at the next start as interrupted attempts."""
+        self._stopping.set()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-        for task in list(self._waiting):
+            await self._loop_task
+        waiting, self._waiting = self._waiting, {}
+        for task in waiting:
             task.cancel()
+        for claim in waiting.values():
+            await self.runner.give_back(claim)
         if self._dials:
             _, late = await asyncio.wait(list(self._dials), timeout=STOP_WAIT_SECONDS)
             for task in late:
-                task.cancel()  # recovered at next start as an interrupted attempt
+                task.cancel()

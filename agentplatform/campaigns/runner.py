@@ -37,7 +37,7 @@ class CampaignRunner:
     def __init__(self, engine: Engine, dial: Dial, *,
                  agent_limits: Callable[[], Mapping[str, int | None]] = dict,
                  accepting: Callable[[], bool] = lambda: True,
-                 clock: Callable[[], datetime] = utcnow, owner: str = store.PROCESS_ID) -> None:
+                 clock: Callable[[], datetime] = utcnow, owner: str | None = None) -> None:
         """``accepting`` false (the server is draining): this process claims and
         dials nothing more, gives back claims it holds, and still records outcomes."""
         self.engine = engine
@@ -45,7 +45,10 @@ class CampaignRunner:
         self.agent_limits = agent_limits
         self.accepting = accepting
         self.clock = clock
-        self.owner = owner
+        # Who holds this runner's claims: one per runner, so a restarted server (even
+        # in the same interpreter, as in tests) never mistakes old claims for its own.
+        self.owner = owner or store.new_owner()
+        self.campaigns_running = 0  # as of the last tick
 
     async def tick(self) -> list[Claim]:
         """Settle, recover, complete, claim; returns the claims this process made."""
@@ -53,6 +56,7 @@ class CampaignRunner:
         report: TickReport = await asyncio.to_thread(
             store.tick, self.engine, self.clock(), owner=self.owner, agent_limits=limits,
             claim=self.accepting())
+        self.campaigns_running = report.running
         if report.settled or report.recovered or report.completed:
             log.info("campaigns: %d outcomes recorded, %d claims recovered, completed %s",
                      report.settled, report.recovered, report.completed or "none")
@@ -62,6 +66,11 @@ class CampaignRunner:
         """At the start of a single-process queue: every claim is a dead process's."""
         return await asyncio.to_thread(store.recover, self.engine, self.clock(),
                                        not_mine_of=self.owner)
+
+    async def give_back(self, claim: Claim) -> None:
+        """A claim this process will not dial (it is stopping): pending again."""
+        await asyncio.to_thread(store.release_claim, self.engine, claim.contact_id,
+                                claim.token, self.clock())
 
     async def dial_contact(self, contact_id: int, token: str) -> str | None:
         """Place the call for one claim, unless the claim is gone or the campaign is no

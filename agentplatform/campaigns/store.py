@@ -27,7 +27,7 @@ import socket
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,8 +40,11 @@ from agentplatform.campaigns.pacing import TokenBucket, backoff, spacing
 from agentplatform.records import RETRYABLE_OUTBOUND_REASONS, EndReason
 from agentplatform.storage.models import Call, Campaign, CampaignContact, utcnow
 
-# This process, as a claim holder.
-PROCESS_ID = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+def new_owner() -> str:
+    """A claim holder's name: host, process and a random part (one per queue)."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
 
 STATUSES = ("draft", "running", "paused", "completed", "cancelled")
 CONTACT_STATUSES = ("pending", "dialing", "done", "failed")
@@ -116,6 +119,7 @@ class TickReport:
     recovered: int = 0
     completed: list[str] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
+    running: int = 0  # campaigns running: none, and the queue may tick less often
 
 
 # ---------------------------------------------------------------- create, read, steer
@@ -126,7 +130,7 @@ def create_campaign(engine: Engine, spec: CampaignSettings, rows: list[ContactRo
     """Store a campaign and all its contacts in one transaction; returns its id."""
     now = now or utcnow()
     campaign_id = uuid.uuid4().hex
-    values = {k: getattr(spec, k) for k in spec.__slots__ if k != "start"}  # type: ignore[attr-defined]
+    values = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name != "start"}
     with Session(engine) as session:
         session.add(Campaign(id=campaign_id, status="running" if spec.start else "draft",
                              created_at=now, updated_at=now, **values))
@@ -220,7 +224,7 @@ def campaign_detail(engine: Engine, campaign_id: str, contacts_limit: int = 500
 # ---------------------------------------------------------------- the tick
 
 
-def tick(engine: Engine, now: datetime, *, owner: str = PROCESS_ID,
+def tick(engine: Engine, now: datetime, *, owner: str,
          agent_limits: Mapping[str, int | None] | None = None,
          claim: bool = True) -> TickReport:
     """One round: record outcomes of ended calls, take back dead claims, complete
@@ -234,6 +238,7 @@ def tick(engine: Engine, now: datetime, *, owner: str = PROCESS_ID,
         return report
     with Session(engine) as session:
         running = session.exec(select(Campaign.id).where(Campaign.status == "running")).all()
+    report.running = len(running)
     for campaign_id in running:
         report.claims.extend(claim_due(engine, campaign_id, now, owner=owner,
                                        agent_limits=agent_limits or {}))
@@ -346,7 +351,7 @@ def _agent_busy(session: Session, agent: str) -> int:
     return int(claimed) + int(others)
 
 
-def claim_due(engine: Engine, campaign_id: str, now: datetime, *, owner: str = PROCESS_ID,
+def claim_due(engine: Engine, campaign_id: str, now: datetime, *, owner: str,
               agent_limits: Mapping[str, int | None]) -> list[Claim]:
     """Claim the contacts ``campaign_id`` may dial now, in one transaction: as many as
     its free concurrency, the agent's free lines and the rate bucket allow, each
@@ -502,7 +507,8 @@ def dial_refused(engine: Engine, contact_id: int, token: str, reason: str, detai
         session.commit()
 
 
-__all__ = ["CLAIM_SECONDS", "PROCESS_ID", "STATUSES", "CampaignConflict", "CampaignSettings",
+__all__ = ["CLAIM_SECONDS", "STATUSES", "CampaignConflict", "CampaignSettings",
            "Claim", "DialTicket", "TickReport", "after_outcome", "campaign_detail",
            "claim_due", "complete_finished", "create_campaign", "dial_placed", "dial_refused",
-           "list_campaigns", "recover", "release_claim", "set_status", "settle", "start_dial", "tick"]
+           "list_campaigns", "new_owner", "recover", "release_claim", "set_status", "settle",
+           "start_dial", "tick"]

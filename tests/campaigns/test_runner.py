@@ -349,3 +349,28 @@ async def test_a_draining_process_dials_nothing_more_and_gives_its_claims_back(
     other = CampaignRunner(sqlite_engine, callees, clock=clock, owner="another-process")
     await _round(other)
     assert len(callees.dialed) == 2  # what it gave back, another process dials
+
+
+async def test_a_stopping_queue_leaves_no_claim_behind(sqlite_engine: Engine) -> None:
+    import asyncio
+
+    from agentplatform.campaigns.local_queue import LocalQueue
+
+    callees = Callees(sqlite_engine, hold=True)
+    clock = Clock()
+    clock.now = datetime.now(UTC)
+    _campaign(sqlite_engine, _numbers(6), clock, calls_per_second=3.0)
+    queue = LocalQueue(CampaignRunner(sqlite_engine, callees))
+    await queue.start()
+    async with asyncio.timeout(10):
+        while not callees.dialed:
+            await asyncio.sleep(0.01)
+    await queue.stop()
+    contacts = _contacts(sqlite_engine).values()
+    dialing = [c for c in contacts if c.status == "dialing"]
+    # Every contact still "dialing" has its call (the record decides its outcome);
+    # those that were waiting for their slot are pending again, not counted.
+    assert sorted(c.number for c in dialing) == sorted(callees.dialed)
+    assert all(c.current_call_id for c in dialing)
+    assert {(c.status, c.attempts, c.claim_token) for c in contacts if c not in dialing} == \
+        {("pending", 0, None)}
