@@ -157,6 +157,7 @@ def detect(recording: Recording) -> tuple[Outcome, float]:
     first = None  # the first verdict: when the agent may speak (or stay silent)
     final = None  # the last verdict: a beep after a short greeting turns "human" into "machine"
     ended = None
+    decided: list = []
     spent = 0.0
     audio = recording.ulaw
     for at in range(0, len(audio) - 159, 160):
@@ -167,6 +168,7 @@ def detect(recording: Recording) -> tuple[Outcome, float]:
             if first is None:
                 first = decision
             final = decision
+            decided.append(decision)
             if decision.greeting_ended:
                 ended = decision
         if detector.finished:
@@ -175,8 +177,10 @@ def detect(recording: Recording) -> tuple[Outcome, float]:
                 else recording.talk_end_ms if recording.truth == "machine" else None)
     return Outcome(
         name=recording.name, truth=recording.truth, kind=recording.kind,
-        verdict=final.verdict if final else "none", cue=final.cue if final else "",
-        verdict_ms=first.at_ms if first else -1, changed=first is not final,
+        verdict=final.verdict if final else "none",
+        cue=next((d.cue for d in decided if final and d.verdict == final.verdict), ""),
+        verdict_ms=first.at_ms if first else -1,
+        changed=first is not None and final is not None and first.verdict != final.verdict,
         greeting_end_cue=ended.cue if ended else "", greeting_end_ms=ended.at_ms if ended else None,
         expected_end_ms=expected, noisy=recording.noisy,
     ), spent

@@ -98,6 +98,10 @@ class SipCallee(asyncio.DatagramProtocol):
         self._audio_arrived = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._greeting_sent = asyncio.Event()
+        self.refer_to: list[str] = []  # Refer-To URIs of REFERs received
+        self._cseq = 0
+        self._tick = 0
+        self._outgoing = bytearray()
         self.answered_at: float | None = None  # time.monotonic() of the ACK
         self.greeting_done_at: float | None = None  # when the packet with its last sample went out
         self.first_audio_at: float | None = None  # the first voiced packet we heard
@@ -148,7 +152,7 @@ class SipCallee(asyncio.DatagramProtocol):
             return
         self.requests.append(message)
         handler = {"INVITE": self._on_invite, "ACK": self._on_ack, "CANCEL": self._on_cancel,
-                   "BYE": self._on_bye}.get(message.method, self._on_other)
+                   "BYE": self._on_bye, "REFER": self._on_refer}.get(message.method, self._on_other)
         handler(message, addr)
 
     def _respond(self, tx: _Invite, status: int, *, extra=None, body: bytes = b"") -> None:
@@ -316,24 +320,48 @@ class SipCallee(asyncio.DatagramProtocol):
     def _on_response(self, response: sip.SipMessage) -> None:
         self.requests.append(response)  # the answer to our BYE; nothing else is sent by us
 
-    # ------------------------------------------------------------ hanging up
+    # ------------------------------------------------------------ our requests
+
+    async def _request(self, method: str, extra: list[tuple[str, str]] | None = None,
+                       body: bytes = b"") -> None:
+        """A request in the dialog, sent three times T1 apart (the platform answers
+        duplicates from its transaction, as a UDP client transaction would expect)."""
+        tx = self._dialog_invite
+        if tx is None or self._remote_target is None:
+            return
+        self._cseq += 1
+        invite = tx.request
+        headers = [("via", f"SIP/2.0/UDP {self.host}:{self.port};branch={sip.new_branch()};rport"),
+                   ("max-forwards", "70"), ("from", f"{invite.get('to')};tag={self._tag}"),
+                   ("to", invite.get("from")), ("call-id", invite.get("call-id")),
+                   ("cseq", f"{self._cseq} {method}"), *(extra or [])]
+        request = sip.SipMessage(method=method, uri=sip.uri_of(invite.get("contact")),
+                                 headers=headers, body=body)
+        for _ in range(3):
+            self._send(request, self._remote_target)
+            await asyncio.sleep(T1)
 
     async def hang_up(self) -> None:
-        """Our BYE in the dialog (sent a few times, as a UDP client transaction would)."""
-        tx = self._dialog_invite
-        if tx is None or self._remote_target is None or self.ended.is_set():
+        """Our BYE in the dialog."""
+        if self._dialog_invite is None or self.ended.is_set():
             return
         self.ended.set()
-        invite = tx.request
-        to = invite.get("from")
-        our = f"{invite.get('to')};tag={self._tag}"
-        headers = [("via", f"SIP/2.0/UDP {self.host}:{self.port};branch={sip.new_branch()};rport"),
-                   ("max-forwards", "70"), ("from", our), ("to", to), ("call-id", invite.get("call-id")),
-                   ("cseq", "1 BYE")]
-        bye = sip.SipMessage(method="BYE", uri=sip.uri_of(invite.get("contact")), headers=headers)
-        for _ in range(3):
-            self._send(bye, self._remote_target)
-            await asyncio.sleep(T1)
+        await self._request("BYE")
+
+    def _on_refer(self, refer: sip.SipMessage, source: tuple[str, int]) -> None:
+        """RFC 3515: 202, then a NOTIFY saying the transfer target answered (200)."""
+        self.refer_to.append(sip.uri_of(refer.get("refer-to")))
+        self._send(sip.response_to(refer, 202), via_destination(refer.get_all("via")[0], source))
+        self._spawn(self._request(
+            "NOTIFY", [("event", "refer"), ("subscription-state", "terminated;reason=noresource"),
+                       ("content-type", "message/sipfrag;version=2.0")], b"SIP/2.0 200 OK\r\n"))
+
+    def say(self, pcm16_8k: bytes) -> None:
+        """Speak ``pcm16_8k`` into the call from now on (after anything still queued)."""
+        position = self._tick * 320
+        if len(self._outgoing) < position:
+            self._outgoing += bytes(position - len(self._outgoing))
+        self._outgoing += pcm16_8k
 
     # ------------------------------------------------------------ media
 
@@ -342,10 +370,12 @@ class SipCallee(asyncio.DatagramProtocol):
         assert self.offer is not None and self._rtp is not None
         target = (self.offer.address, self.offer.port)
         ssrc, seq, ts = secrets.randbits(32), secrets.randbits(16), secrets.randbits(32)
-        pcm = bytes(self.greeting_delay_ms * 16) + self.greeting
+        self._outgoing = bytearray(self.greeting_delay_ms * 16) + self.greeting
+        pcm = bytes(self._outgoing)  # the greeting; ``say`` adds to what goes out later
         t0, tick = time.monotonic(), 0
         while not self.ended.is_set():
-            chunk = pcm[tick * 320:(tick + 1) * 320].ljust(320, b"\0")
+            self._tick = tick
+            chunk = bytes(self._outgoing[tick * 320:(tick + 1) * 320]).ljust(320, b"\0")
             if tick * 320 >= len(pcm):
                 self._greeting_sent.set()
                 if self.hang_up_after_s is not None and \

@@ -14,16 +14,20 @@ import httpx
 import numpy as np
 
 from agentplatform.testing.baresip_peer import BaresipPeer, wav_bytes
-from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
+from agentplatform.audio.frames import tone
+from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer, ToolRule
 from agentplatform.testing.sip_callee import SipCallee
-from agentplatform.testing.sipp_peer import free_udp_port
+from agentplatform.testing.sipp_peer import SippPeer, free_udp_port
 from agentplatform.testing.speech_fixtures import spoken
 
+from tests.carriers.sip.test_sipp_scenarios import UAC as SIPP_SCENARIOS
 from tests.sip_peers import require_program
 
 from .test_outbound_twilio import AGENT_YAML, VOICEMAIL, record
 
 CALLEE = "15555550142"
+SPEECH = tone(440, 1200, 8000, amplitude=0.4)
+IVR_AGENT_YAML = AGENT_YAML + "  - type: send_dtmf\n"
 MACHINE_GREETING = ("Hi, you've reached Sarah. I can't come to the phone right now, "
                     "please leave a message after the tone.")
 
@@ -40,7 +44,7 @@ async def sip_platform(tmp_path, sim: OpenAIRealtimeServer, callee: SipCallee | 
 
     agents = tmp_path / "agents"
     agents.mkdir(exist_ok=True)
-    (agents / "reminders.yaml").write_text(AGENT_YAML)
+    (agents / "reminders.yaml").write_text(IVR_AGENT_YAML)
     rtp = free_udp_port(even=True, span=40)
     settings = simulated_settings(
         agents_dir=agents, database_url=f"sqlite:///{tmp_path / 'calls.db'}", openai_url=sim.url,
@@ -161,3 +165,77 @@ async def test_baresip_as_the_callee_answers_and_hears_the_agent_greeting(tmp_pa
     assert (detail.carrier, detail.direction, detail.end_reason) == ("sip", "outbound", "caller_hung_up")
     verdicts = [e.detail["verdict"] for e in detail.events if e.kind == "answering_machine"]
     assert verdicts == ["human"]
+
+
+async def _greeted(callee: SipCallee) -> None:
+    """The callee said hello, the agent greeted it, and the greeting is over."""
+    await callee.wait_answered(5)
+    await callee.wait_for_audio(10)
+    await asyncio.sleep(3.5)
+
+
+async def test_the_agent_presses_keys_on_a_placed_sip_call_and_the_callee_hears_rfc4733(tmp_path):
+    rules = [ToolRule(contains="press one", name="send_dtmf", arguments='{"digits": "1w2#"}')]
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=600, tool_rules=rules,
+                                    caller_texts=["For billing press one"]) as sim, \
+            SipCallee(greeting=spoken("Hello?")) as callee, \
+            sip_platform(tmp_path, sim, callee) as server:
+        response = await dial(server, params={"name": "Ada"})
+        call_id = response.json()["call_id"]
+        await _greeted(callee)
+        callee.say(SPEECH)
+        async with asyncio.timeout(15):
+            while callee.digits_heard() != "12#":
+                await asyncio.sleep(0.05)
+        await callee.hang_up()
+        detail = await record(server, call_id)
+    events = [e for e in callee.dtmf if e.digit == "1"]
+    assert events[0].marker and len({e.timestamp for e in events}) == 1
+    assert [e.end for e in events] == [False] * 5 + [True] * 3
+    assert [(t.name, t.ok) for t in detail.tools] == [("send_dtmf", True)]
+
+
+async def test_transfer_on_a_placed_sip_call_refers_the_callee_and_records_the_target(tmp_path):
+    rules = [ToolRule(contains="reception", name="transfer_call", arguments='{"destination": "reception"}')]
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=600, tool_rules=rules,
+                                    caller_texts=["Put me through to reception"]) as sim, \
+            SipCallee(greeting=spoken("Hello?")) as callee, \
+            sip_platform(tmp_path, sim, callee) as server:
+        response = await dial(server, params={"name": "Ada"})
+        call_id = response.json()["call_id"]
+        await _greeted(callee)
+        callee.say(SPEECH)
+        async with asyncio.timeout(20):
+            await callee.bye_received.wait()  # after the NOTIFY 200, our BYE
+        detail = await record(server, call_id)
+    assert callee.refer_to == [f"sip:+15555550199@{callee.address}"]
+    assert detail.end_reason == "transferred" and "reception" in detail.end_detail
+    assert [t.name for t in detail.tools] == ["transfer_call"]
+
+
+async def test_sipp_as_an_answering_machine_gets_the_voicemail_and_our_bye(tmp_path):
+    require_program("sipp")
+    greeting = audioop.lin2ulaw(spoken(MACHINE_GREETING) + bytes(6400) + beep(), 2)
+    sipp = SippPeer(["-sf", str(SIPP_SCENARIOS / "uas_voicemail.xml")], timeout=30,
+                    files={"greeting.ulaw": greeting})
+    async with sipp, OpenAIRealtimeServer(pace=1.0, reply_ms=1500) as sim, \
+            sip_platform(tmp_path, sim, sipp.address) as server:
+        response = await dial(server, machine_detection="leave_message", voicemail_message=VOICEMAIL)
+        assert response.status_code == 202, response.text
+        detail = await record(server, response.json()["call_id"], timeout=30)
+        result = await sipp.wait()
+    assert result.ok, result.errors or result.output[-2000:]  # sipp got our ACK, then our BYE
+    assert (detail.end_reason, detail.carrier) == ("voicemail_left", "sip")
+    said = [i or "" for i in sim.response_instructions]
+    assert len(said) == 1 and VOICEMAIL in said[0]
+
+
+async def test_a_busy_sipp_callee_closes_the_record_busy(tmp_path):
+    require_program("sipp")
+    sipp = SippPeer(["-sf", str(SIPP_SCENARIOS / "uas_busy.xml")])
+    async with sipp, OpenAIRealtimeServer() as sim, sip_platform(tmp_path, sim, sipp.address) as server:
+        response = await dial(server)
+        detail = await record(server, response.json()["call_id"])
+        result = await sipp.wait()
+    assert result.ok, result.errors or result.output[-2000:]  # our ACK for the 486 arrived
+    assert detail.end_reason == "busy" and not sim.sessions

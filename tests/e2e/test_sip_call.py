@@ -222,3 +222,5 @@ async def test_agent_transfer_refers_sipp_which_notifies_200(new_platform):
             detail = await closed_call_record(server, platform.engine())
     assert result.ok, result.errors or result.output[-2000:]
     assert detail.end_reason == "transferred"
+    assert "reception" in detail.end_detail  # the record names the target
+    assert [t.name for t in detail.tools] == ["transfer_call"]
