@@ -43,6 +43,8 @@ class EndReason(StrEnum):
     VOICEMAIL_LEFT = "voicemail_left"
     # The caller said nothing through ``limits.idle_prompts_max`` prompts.
     IDLE_TIMEOUT = "idle_timeout"
+    # An admin hung up the live call from the call's page.
+    ADMIN_HUNG_UP = "admin_hung_up"
 
 
 REFUSED_REASONS = frozenset(

@@ -322,6 +322,11 @@ class CallSession:
             log.error("call %s: task failed", self.call_id, exc_info=task.exception())
             self._set_end(EndReason.PROVIDER_ERROR, f"internal error: {task.exception()!r}")
 
+    def end(self, reason: EndReason, detail: str = "") -> None:
+        """End the call from outside it (an admin's hang-up): the carrier's line is hung
+        up and the record closed with ``reason``, as any other ending."""
+        self._set_end(reason, detail)
+
     def _set_end(self, reason: EndReason, detail: str = "") -> None:
         if self.end_reason is None:
             self.end_reason = reason

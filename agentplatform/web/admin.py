@@ -33,11 +33,13 @@ REASON_FILTERS = frozenset({"live", *(r.value for r in EndReason)})
 async def calls_page(
     request: Request, agent: str | None = None, reason: str | None = None,
     number: str | None = None, since: str | None = None, until: str | None = None,
-    page: str | None = None,
+    page: str | None = None, part: str | None = None,
 ) -> HTMLResponse:
     """Every call, newest first, with filters; per-agent daily cost over two weeks.
     Every filter is checked first (400 naming it); reading, charting and rendering run
-    in one worker thread."""
+    in one worker thread. ``part=list``: only the list, which the page re-fetches every
+    few seconds to keep itself current (no charts drawn for it)."""
+    only_list = params.choice(part, "part", frozenset({"list"})) == "list"
     engine = request.app.state.engine
     first, last = params.day_range(since, until)
     page_no = params.whole_number(page, "page", default=1, low=1, high=params.MAX_PAGE)
@@ -56,19 +58,24 @@ async def calls_page(
     def context() -> dict[str, object]:
         calls = queries.list_calls(engine, CALLS_PAGE, (page_no - 1) * CALLS_PAGE, **window)
         total = queries.count_calls(engine, **window)
-        days = queries.agent_days(engine, chart_from, today, agent_name)
-        return {
+        listing = {
             "calls": calls, "total": total, "page": page_no,
             "pages": max(1, -(-total // CALLS_PAGE)),
             "filters": filters, "query": urlencode(filters), "agent": agent,
             "reasons": [r.value for r in EndReason],
             "refused": {r.value for r in REFUSED_REASONS},
+        }
+        if only_list:
+            return listing
+        days = queries.agent_days(engine, chart_from, today, agent_name)
+        return {
+            **listing,
             "cost_charts": cost_charts(days, chart_from, today),
             "today": [d for d in days if d.day == today.isoformat()],
             "chart_from": chart_from, "chart_to": today,
         }
 
-    return await render(request, "calls.html", context)
+    return await render(request, "calls_list.html" if only_list else "calls.html", context)
 
 
 @router.get("/calls/{call_id}", response_class=HTMLResponse)

@@ -19,11 +19,13 @@ WIDTHS = (390, 1280)
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def seeded(tmp_path_factory):
+    from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
     from agentplatform.testing.stack import local_server
 
     tmp = tmp_path_factory.mktemp("pages")
-    async with local_server(make_settings(tmp)) as server:
-        yield await seed(server)
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=600) as sim:
+        async with local_server(make_settings(tmp, openai_url=sim.url)) as server:
+            yield await seed(server)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -184,3 +186,34 @@ async def test_chat_shows_what_end_call_does_and_ends_the_conversation(
     assert "goodbye" in log and "would now hang up" in log
     assert "Say a short goodbye now" not in log  # the instruction to the model stays hidden
     assert disabled and enabled_again
+
+
+async def test_a_live_call_appears_by_itself_shows_its_transcript_and_an_admin_hangs_it_up(
+        seeded: Seeded, browser) -> None:
+    from agentplatform.testing.twilio_caller import TwilioCaller
+
+    context, page = await open_at(browser, 390)
+    try:
+        await page.goto(seeded.base_url + "/calls")
+        rows_before = await page.locator("#calls tr[data-call]").count()
+        async with TwilioCaller(seeded.base_url, to="+15555550100",
+                                from_="+15555550177") as caller:
+            await caller.wait_for_audio(10)
+            # No reload: the list fetches itself and the new call shows up, live.
+            newest = page.locator("#calls tr[data-call]").first
+            await page.wait_for_function(
+                f"() => document.querySelectorAll('#calls tr[data-call]').length > {rows_before}",
+                timeout=15000)
+            assert "live" in await newest.inner_text()
+            await page.screenshot(path=str(SHOTS / "page-390--calls-live.png"), full_page=True)
+            await newest.locator("a").first.click()
+            await page.locator("#live-transcript tr.turn-assistant").first.wait_for(timeout=15000)
+            await page.screenshot(path=str(SHOTS / "page-390--call-live-running.png"),
+                                  full_page=True)
+            await page.click("#hangup")
+            code = await caller.wait_closed(10)
+            await page.wait_for_selector("#ended >> text=admin hung up", timeout=15000)
+            await page.screenshot(path=str(SHOTS / "page-390--call-hung-up.png"), full_page=True)
+    finally:
+        await context.close()
+    assert code is not None
