@@ -28,7 +28,9 @@ DIAL_TIMEOUT = 60.0
 
 class Dial(Protocol):
     """Places one campaign call; returns the platform call id, whose record will say
-    how it ended. Raises an exception with ``reason`` (and ``message``) when refused."""
+    how it ended. Raises an exception with ``reason`` (and ``message``) when refused:
+    the dial service's ``DialRefused`` (``outbound/dialer.py``), whose reasons
+    ``store.dial_refused`` sorts into the number's fault and the campaign's."""
 
     async def __call__(self, ticket: DialTicket) -> str: ...
 

@@ -28,7 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, exists, func, insert, update
@@ -55,9 +55,13 @@ CLAIM_SECONDS = 120.0
 SCAN_LIMIT = 200
 # The platform itself refused (agent's slots full, budget spent, shutting down): not
 # an attempt at the callee; tried again after this.
-PLATFORM_REFUSALS = frozenset({EndReason.BUSY.value, EndReason.OVER_BUDGET.value,
-                               EndReason.DRAINING.value})
+PLATFORM_REFUSALS = frozenset({EndReason.BUSY.value, EndReason.DRAINING.value})
 PLATFORM_RETRY = timedelta(seconds=10)
+# Refusals about the campaign, not the number: every other number would be refused
+# alike, so the campaign stops — paused until someone fixes the agent or carrier, or
+# held until the budget day (UTC) turns — and the number waits, not counted.
+PAUSING_REFUSALS = frozenset({"unknown_agent", "carrier_unavailable"})
+HOLDING_REFUSALS = frozenset({EndReason.OVER_BUDGET.value})
 INTERRUPTED = "interrupted"  # the process died while dialing: counted, retried
 TRANSITIONS = {
     "pause": ({"running"}, "paused"),
@@ -153,7 +157,8 @@ def set_status(engine: Engine, campaign_id: str, action: str,
     with Session(engine) as session:
         done = session.execute(update(Campaign).where(
             Campaign.id == campaign_id, col(Campaign.status).in_(allowed),
-        ).values(status=target, updated_at=now, version=Campaign.version + 1))
+        ).values(status=target, status_detail="", updated_at=now,
+                 version=Campaign.version + 1))
         status = session.exec(select(Campaign.status).where(Campaign.id == campaign_id)).first()
         session.commit()
     if status is None:
@@ -177,7 +182,7 @@ def campaign_counts(session: Session, ids: list[str] | None = None
 
 def _public(campaign: Campaign, counts: Mapping[str, int]) -> dict[str, Any]:
     data = campaign.model_dump(mode="json", exclude={"bucket_tokens", "bucket_filled_at",
-                                                     "version"})
+                                                     "version", "hold_until"})
     total = sum(counts.values())
     finished = counts.get("done", 0) + counts.get("failed", 0)
     data["contacts"] = {"total": total, **{s: counts.get(s, 0) for s in CONTACT_STATUSES}}
@@ -365,6 +370,11 @@ def claim_due(engine: Engine, campaign_id: str, now: datetime, *, owner: str,
             return []
         campaign = session.get(Campaign, campaign_id, populate_existing=True)
         assert campaign is not None
+        if campaign.hold_until is not None:
+            if campaign.hold_until > now:
+                session.commit()
+                return []
+            campaign.hold_until, campaign.status_detail = None, ""
         in_flight = session.exec(select(func.count()).select_from(CampaignContact).where(
             CampaignContact.campaign_id == campaign_id,
             CampaignContact.status == "dialing")).one()
@@ -483,9 +493,11 @@ def dial_placed(engine: Engine, contact_id: int, token: str, call_id: str,
 
 def dial_refused(engine: Engine, contact_id: int, token: str, reason: str, detail: str,
                  now: datetime) -> None:
-    """The dial did not happen. A refusal by the platform itself (the agent's lines
-    full, budget spent, shutting down) is no attempt: the contact waits and is tried
-    again. Anything else (a bad number, the carrier refusing) is a failed attempt."""
+    """The dial did not happen. A refusal by the platform (the agent's lines full,
+    shutting down) is no attempt: the number waits a little and is tried again. One
+    about the campaign (its agent gone, its carrier unable to dial, the budget spent)
+    is no attempt either, and stops the campaign: paused, or held to the next UTC
+    day. Anything else (a bad number, the carrier refusing it) is a failed attempt."""
     with Session(engine) as session:
         row = session.exec(select(CampaignContact, Campaign).join(
             Campaign, Campaign.id == CampaignContact.campaign_id).where(
@@ -494,14 +506,26 @@ def dial_refused(engine: Engine, contact_id: int, token: str, reason: str, detai
         if row is None:
             return
         contact, campaign = row
-        if reason in PLATFORM_REFUSALS:
+        waits = reason in PLATFORM_REFUSALS | PAUSING_REFUSALS | HOLDING_REFUSALS
+        if waits:
             session.execute(update(CampaignContact).where(
                 CampaignContact.id == contact_id, CampaignContact.claim_token == token,
             ).values(status="pending", attempts=CampaignContact.attempts - 1,
                      next_attempt_at=now + PLATFORM_RETRY, last_outcome=reason[:32],
                      last_detail=detail[:500], claim_token=None, claimed_by=None,
                      claimed_until=None, dial_started_at=None, updated_at=now))
-        else:
+        if reason in PAUSING_REFUSALS:
+            session.execute(update(Campaign).where(
+                Campaign.id == campaign.id, Campaign.status == "running",
+            ).values(status="paused", status_detail=f"paused: {detail}"[:500],
+                     updated_at=now, version=Campaign.version + 1))
+        elif reason in HOLDING_REFUSALS:
+            midnight = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1),
+                                        time(0), UTC)
+            session.execute(update(Campaign).where(Campaign.id == campaign.id).values(
+                hold_until=midnight, updated_at=now, status_detail=(
+                    f"held until {midnight:%Y-%m-%d %H:%M} UTC: {detail}")[:500]))
+        if not waits:
             _conclude(session, contact, campaign, EndReason.FAILED.value,
                       f"{reason}: {detail}", now)
         session.commit()

@@ -277,6 +277,10 @@ class Campaign(SQLModel, table=True):
     max_attempts: int = 3
     retry_backoff_seconds: int = 600
     status: str = Field(default="draft", index=True, max_length=16)
+    # Why the platform paused or is holding the campaign (no agent, no carrier, the
+    # budget spent), shown on its page; empty otherwise.
+    status_detail: str = ""
+    hold_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     bucket_tokens: float | None = None
     bucket_filled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Bumped by every claim: updating the row first serializes claims across processes.

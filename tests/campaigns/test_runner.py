@@ -374,3 +374,46 @@ async def test_a_stopping_queue_leaves_no_claim_behind(sqlite_engine: Engine) ->
     assert all(c.current_call_id for c in dialing)
     assert {(c.status, c.attempts, c.claim_token) for c in contacts if c not in dialing} == \
         {("pending", 0, None)}
+
+
+async def test_a_refusal_about_the_campaign_pauses_it_and_costs_no_attempt(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    numbers = _numbers(3)
+    callees = Callees(sqlite_engine, clock=clock,
+                      refuse=dict.fromkeys(numbers, "unknown_agent"))
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    campaign = _campaign(sqlite_engine, numbers, clock, calls_per_second=1.0)
+    await _round(runner)
+    detail = store.campaign_detail(sqlite_engine, campaign)
+    assert detail is not None and detail["status"] == "paused"
+    assert detail["status_detail"] == "paused: refused by the simulated platform"
+    assert {(c.status, c.attempts) for c in _contacts(sqlite_engine).values()} == \
+        {("pending", 0)}
+    callees.refuse.clear()
+    store.set_status(sqlite_engine, campaign, "resume", now=clock())
+    for _ in range(5):
+        clock.advance(10)
+        await _round(runner)
+    assert sorted(callees.dialed) == numbers
+    assert store.campaign_detail(sqlite_engine, campaign)["status_detail"] == ""  # type: ignore[index]
+
+
+async def test_a_spent_budget_holds_the_campaign_until_the_next_utc_day(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    numbers = _numbers(2)
+    callees = Callees(sqlite_engine, clock=clock, refuse=dict.fromkeys(numbers, "over_budget"))
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    campaign = _campaign(sqlite_engine, numbers, clock, calls_per_second=1.0)
+    await _round(runner)
+    callees.refuse.clear()
+    clock.advance(3600)
+    await _round(runner)
+    assert callees.dialed == []
+    detail = store.campaign_detail(sqlite_engine, campaign)
+    assert detail is not None and detail["status"] == "running"
+    assert detail["status_detail"].startswith("held until 2026-06-02 00:00 UTC")
+    clock.now = datetime(2026, 6, 2, 0, 0, tzinfo=UTC)
+    await _round(runner)
+    clock.advance(1)
+    await _round(runner)
+    assert sorted(callees.dialed) == numbers

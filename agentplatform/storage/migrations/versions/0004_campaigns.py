@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("max_attempts", sa.Integer(), nullable=False),
         sa.Column("retry_backoff_seconds", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("status_detail", sa.String(), nullable=False),
+        sa.Column("hold_until", _utc(), nullable=True),
         sa.Column("bucket_tokens", sa.Float(), nullable=True),
         sa.Column("bucket_filled_at", _utc(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
