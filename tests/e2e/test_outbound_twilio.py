@@ -215,7 +215,8 @@ async def test_transfer_call_on_a_placed_call_dials_the_target_and_records_trans
     assert [t.name for t in detail.tools] == ["transfer_call"]
 
 
-DTMF_AGENT_YAML = AGENT_YAML.replace("  - type: end_call\n", "  - type: end_call\n  - type: send_dtmf\n")
+DTMF_AGENT_YAML = AGENT_YAML.replace("  - type: end_call\n",
+                                     "  - type: end_call\n  - type: send_dtmf\n")
 
 
 async def test_send_dtmf_plays_the_digits_and_the_call_goes_on_over_the_reconnected_stream(
@@ -278,9 +279,9 @@ async def test_a_machine_verdict_after_the_hold_stops_the_greeting_and_leaves_th
         tmp_path):
     """A long machine greeting: the hold runs out (4 s) and the agent greets; when the
     verdict comes at the beep, the greeting is cut and the voicemail left instead."""
-    long_greeting = tone(300, 6000, 8000, amplitude=0.3)
+    callee = Callee("machine", greeting=tone(300, 6000, 8000, amplitude=0.3))
     async with OpenAIRealtimeServer(pace=1.0, reply_ms=4000) as sim, \
-            TwilioRestServer(callees={CALLEE: Callee("machine", greeting=long_greeting)}) as twilio, \
+            TwilioRestServer(callees={CALLEE: callee}) as twilio, \
             outbound_platform(tmp_path, sim, twilio) as server:
         response = await dial(server, params={"name": "Ada"}, machine_detection="leave_message",
                               voicemail_message=VOICEMAIL)

@@ -36,7 +36,9 @@ from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from agentplatform.carriers.dialing import AnsweringMachine, MachineDetection, OutboundRequest
+from agentplatform.carriers.dialing import (
+    AnsweringMachine, MachineDetection, OutboundRequest, Verdict,
+)
 from agentplatform.carriers.tokens import StreamTokens
 from agentplatform.carriers.twilio.control import rest_client
 from agentplatform.config import Settings
@@ -75,7 +77,7 @@ RINGING_STATUSES = frozenset({"initiated", "ringing"})
 # Twilio's ``AnsweredBy`` -> (verdict, the machine's greeting is over). With
 # ``DetectMessageEnd`` a machine is reported once its greeting ended (``machine_end_*``);
 # a fax will not take a message either way, so it is a machine whose greeting is over.
-ANSWERED_BY: dict[str, tuple[str, bool]] = {
+ANSWERED_BY: dict[str, tuple[Verdict, bool]] = {
     "human": ("human", False),
     "unknown": ("unknown", False),
     "machine_start": ("machine", False),
@@ -142,7 +144,7 @@ def verdict_of(answered_by: str) -> AnsweringMachine | None:
     if mapped is None:
         return None
     verdict, ended = mapped
-    return AnsweringMachine(verdict=verdict, greeting_ended=ended, detail=answered_by)  # type: ignore[arg-type]
+    return AnsweringMachine(verdict=verdict, greeting_ended=ended, detail=answered_by)
 
 
 @dataclass(slots=True)
