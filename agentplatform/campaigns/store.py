@@ -298,14 +298,18 @@ def _conclude(session: Session, contact: CampaignContact, campaign: Campaign, re
 
 
 def recover(engine: Engine, now: datetime, *, not_mine_of: str | None = None) -> int:
-    """Take back claims whose process is gone: those past ``claimed_until`` — or, at
-    the start of a single-process queue, every claim not held by ``not_mine_of``.
+    """Take back claims whose process is gone: those past ``claimed_until`` — and, at
+    the start of a single-process queue, every undialed claim not held by
+    ``not_mine_of`` at once. (Taking back an undialed claim is safe even if its
+    holder lives: its dial needs the claim token. A claim whose dial had started
+    waits for its lease, in case another process is still placing that call.)
     Claims with a call id are left to ``settle`` (the call record knows)."""
     recovered = 0
     with Session(engine) as session:
         lost = CampaignContact.claimed_until < now
         if not_mine_of is not None:
-            lost = lost | (CampaignContact.claimed_by != not_mine_of)
+            lost = lost | ((CampaignContact.claimed_by != not_mine_of)
+                           & col(CampaignContact.dial_started_at).is_(None))
         stuck = session.exec(
             select(CampaignContact, Campaign)
             .join(Campaign, Campaign.id == CampaignContact.campaign_id)

@@ -268,16 +268,25 @@ async def test_claims_left_by_a_dead_process_are_taken_back(
         ("pending", 1, "interrupted")  # counted, and waits its back-off
 
 
-async def test_a_single_process_queue_takes_back_every_old_claim_at_start(
+async def test_a_single_process_queue_takes_back_old_undialed_claims_at_start(
         sqlite_engine: Engine, clock: Clock) -> None:
     callees = Callees(sqlite_engine, clock=clock)
-    _campaign(sqlite_engine, _numbers(3), clock)
-    assert len(await CampaignRunner(sqlite_engine, callees, clock=clock,
-                                    owner="before-restart").tick()) == 3
+    _campaign(sqlite_engine, _numbers(4), clock)
+    claims = await CampaignRunner(sqlite_engine, callees, clock=clock,
+                                  owner="before-restart").tick()
+    # One of them was being dialed when the process stopped: perhaps it is still
+    # alive and placing that call, so only its lease running out gives it back.
+    mid_dial = claims[0]
+    assert store.start_dial(sqlite_engine, mid_dial.contact_id, mid_dial.token, clock())
     restarted = CampaignRunner(sqlite_engine, callees, clock=clock, owner="after-restart")
     assert await restarted.recover_all_but_mine() == 3
     await _round(restarted)
-    assert sorted(callees.dialed) == _numbers(3)
+    assert sorted(callees.dialed) == _numbers(4)[1:]
+    clock.advance(store.CLAIM_SECONDS + 1)
+    await _round(restarted)  # the lease ran out: an interrupted attempt, waiting
+    contact = next(c for c in _contacts(sqlite_engine).values() if c.id == mid_dial.contact_id)
+    assert (contact.status, contact.attempts, contact.last_outcome) == \
+        ("pending", 1, "interrupted")
 
 
 async def test_a_call_still_ringing_at_restart_is_settled_from_its_record(
