@@ -9,12 +9,14 @@ rendered with its natural sampling noise and played back at 0.9×, 1.0× or 1.1�
 speed (pitch and tempo together, like three different speakers), placed after
 0.3-0.8 s of answer silence and followed by the silence of someone waiting, cut to
 8 kHz μ-law as the trunk delivers it; every third has line noise (about -47 dBFS)
-under it. Nothing is tuned on this set at run time: the detector's defaults are
-used as shipped.
+under it. The detector runs with its shipped defaults. The set is small and made
+from one voice: the figures say where the detector's rules fail (long personal
+greetings, short machine greetings without a beep), not how a trunk's callers mix.
 
 Reported: accuracy and the confusion table (truth × final verdict), time from
-answer to the first verdict (p50/p90), how many first verdicts a later beep overturned, for machines the end-of-greeting cue and how far after the
-beep's end (or the greeting's end) it came, and the detector's CPU per frame.
+answer to the first verdict (p50/p90), how many first verdicts a later beep
+overturned, for machines the end-of-greeting cue and how far after the beep's end
+(or the greeting's end) it came, and the detector's CPU per frame.
 
     python -m agentplatform.bench_amd          # or as part of `make bench`
 """
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -47,7 +48,8 @@ MACHINE = [
     "The person you are calling is not available. Please leave your message after the beep.",
     "Hello, this is John. Sorry I missed your call. Leave your name and number and I'll get back to you.",
     "You have reached the voicemail of Doctor Patel. Please leave a detailed message.",
-    "Thanks for calling Acme Plumbing. Our office is closed. Please leave a message and we will call you back.",
+    "Thanks for calling Acme Plumbing. Our office is closed. "
+    "Please leave a message and we will call you back.",
     "Hey, it's Mike. I'm not around right now, so leave a message.",
     "The number you have dialed is not available. At the tone, please record your message.",
     "Hi, this is Emma and Tom. We're out at the moment. Leave us a message and we'll call you back soon.",

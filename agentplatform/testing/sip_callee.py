@@ -72,7 +72,8 @@ class SipCallee(asyncio.DatagramProtocol):
         self.host, self.mode, self.fail_status, self.ring_ms = host, answer, fail_status, ring_ms
         self.challenge, self.username, self.password = challenge, username, password
         self.realm, self.algorithm, self.qop = realm, algorithm, qop
-        self.greeting, self.greeting_delay_ms, self.hang_up_after_s = greeting, greeting_delay_ms, hang_up_after_s
+        self.greeting, self.greeting_delay_ms = greeting, greeting_delay_ms
+        self.hang_up_after_s = hang_up_after_s
         self.port = 0
         self.invites: list[sip.SipMessage] = []  # every distinct INVITE (not retransmissions)
         self.requests: list[sip.SipMessage] = []

@@ -50,7 +50,8 @@ async def sip_platform(tmp_path, sim: OpenAIRealtimeServer, callee: SipCallee | 
         agents_dir=agents, database_url=f"sqlite:///{tmp_path / 'calls.db'}", openai_url=sim.url,
         sip_listen=f"127.0.0.1:{free_udp_port()}", sip_rtp_ports=f"{rtp}-{rtp + 39}",
         sip_allowed_peers="",  # the callee's BYE is taken because we dialed it
-        sip_outbound_uri=f"sip:{{number}}@{callee if isinstance(callee, str) else callee.address}", sip_from_number="15555550100", **extra)
+        sip_outbound_uri=f"sip:{{number}}@{callee if isinstance(callee, str) else callee.address}",
+        sip_from_number="15555550100", **extra)
     async with local_server(settings) as server:
         yield server
 

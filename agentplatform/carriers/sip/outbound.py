@@ -284,9 +284,9 @@ class OutboundCall:
                         agent=request.agent, parameters=dict(request.params), outbound=request)
         detector = (MachineDetector() if request.machine_detection is not MachineDetection.OFF
                     else None)
-        self.call = SipCallAudio(info=info, dialog=dialog, media=media, signaling=self.signaling,  # type: ignore[arg-type]
-                                 sdp=self._offer, session_id=self.session_id, session_timer=None,
-                                 detector=detector)
+        self.call = SipCallAudio(
+            info=info, dialog=dialog, media=media, signaling=self.signaling,  # type: ignore[arg-type]
+            sdp=self._offer, session_id=self.session_id, session_timer=None, detector=detector)
         self.call.confirmed()
         log.info("call %s: answered (%s); handing it to agent %s", self.call_id,
                  answer.codec.name, request.agent)
@@ -339,6 +339,21 @@ class OutboundCall:
         # does, the transaction is given up 64·T1 later (§9.1).
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(TIMEOUT, self._cancel_unanswered))
+
+    @property
+    def pending(self) -> bool:
+        """Still dialing: neither handed over nor reported."""
+        return self.outcome is None and self.call is None
+
+    def abandon(self, detail: str) -> None:
+        """Stop dialing (the server is shutting down): CANCEL if it rings, and report
+        ``failed`` now rather than when the trunk answers the CANCEL."""
+        if not self.pending:
+            return
+        self._cancel_wanted = True
+        if self.ringing and not self._cancel_sent:
+            self._send_cancel()
+        self._finish("failed", detail)
 
     def _cancel_unanswered(self) -> None:
         if self._tx is not None:

@@ -3,6 +3,9 @@
 ``SIP_LISTEN`` turns it on. The settings are read when the application builds its
 carriers, so a wrong ``SIP_LISTEN``/``SIP_RTP_PORTS``/``SIP_ALLOWED_PEERS`` stops
 start-up with the setting named, instead of a trunk that silently answers nothing.
+
+It places calls too (``outbound.py``) when ``SIP_OUTBOUND_URI`` is set; the
+responses come back to the same UDP socket. ``dial_problem`` says why it cannot.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class SipCarrier(Carrier):
         super().__init__(context)
         self.config = SipConfig.from_settings(context.settings)
         self.outbound = OutboundConfig.from_settings(context.settings)
+        self._attempts: set[OutboundCall] = set()  # calls being dialed, for shutdown
         self.server: SipServer | None = None
         self._transport: asyncio.DatagramTransport | None = None
 
@@ -50,12 +54,17 @@ class SipCarrier(Carrier):
         attempt = OutboundCall(request, config=self.outbound, signaling=self.server,
                                host=self.context, open_media=rtp_media_opener(self.config))
         await attempt.start()
+        self._attempts = {a for a in self._attempts if a.pending} | {attempt}
 
     async def start(self) -> None:
         self._transport, self.server = await serve(self.config, self.context)
 
     async def stop(self) -> None:
-        """After the platform ended live calls: any call still up gets our BYE."""
+        """After the platform ended live calls: any call still up gets our BYE, any
+        call still ringing our CANCEL (and its record ``failed``)."""
+        for attempt in self._attempts:
+            attempt.abandon("the server shut down while the call was ringing")
+        self._attempts.clear()
         if self.server is not None:
             await self.server.stop()
         self.server = None

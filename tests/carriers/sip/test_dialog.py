@@ -9,7 +9,7 @@ from agentplatform.carriers.sip.dialog import (
     we_may_send,
 )
 from agentplatform.carriers.sip.messages import (
-    Headers, SipRequest, build_message, parse_message, parse_name_addr,
+    Headers, SipRequest, build_message, parse_message, parse_name_addr, response_to,
 )
 
 from .test_transactions import FakeTimers
@@ -152,3 +152,41 @@ def test_hold_is_answered_with_the_mirrored_direction():
     assert mirrored_direction("sendrecv") == "sendrecv"
     assert not we_may_send("sendonly") and not we_may_send("inactive")
     assert we_may_send("sendrecv")
+
+
+# ------------------------------------------------------------ the dialog of a call we placed
+
+
+def placed_dialog() -> tuple[SipRequest, Dialog]:
+    ours = invite(cseq=2)
+    ours.headers.set("From", "<sip:+15550099@10.0.0.2>;tag=ours")
+    ours.headers.set("To", "<sip:+15550001@trunk.example>")
+    ours.headers.set("Contact", "<sip:+15550099@10.0.0.2:5080>")
+    ok = response_to(ours, 200, to_tag="them")
+    ok.headers.add("Record-Route", "<sip:p1.example;lr>")
+    ok.headers.add("Record-Route", "<sip:p2.example;lr>")
+    ok.headers.add("Contact", "<sip:callee@10.0.0.7:5062>")
+    return ours, Dialog.from_2xx(ours, ok)
+
+
+def test_a_placed_calls_dialog_follows_the_2xx_contact_and_its_record_route_reversed():
+    _, d = placed_dialog()
+    assert (d.local_tag, d.remote_tag, d.local_cseq) == ("ours", "them", 2)
+    assert d.remote_target.host == "10.0.0.7"
+    assert d.route_set == ["<sip:p2.example;lr>", "<sip:p1.example;lr>"]
+    assert d.next_hop() == ("p2.example", 5060)
+
+
+def test_the_ack_of_a_2xx_keeps_the_invite_cseq_and_the_bye_takes_the_next():
+    _, d = placed_dialog()
+    ack = d.new_request("ACK", via_host="10.0.0.2", via_port=5080)
+    bye = d.new_request("BYE", via_host="10.0.0.2", via_port=5080)
+    assert ack.headers.get("CSeq") == "2 ACK" and bye.headers.get("CSeq") == "3 BYE"
+    assert "tag=ours" in bye.headers.get("From") and "tag=them" in bye.headers.get("To")
+    assert bye.uri == "sip:callee@10.0.0.7:5062"
+
+
+def test_a_2xx_without_contact_cannot_make_a_dialog():
+    ours, _ = placed_dialog()
+    with pytest.raises(DialogError):
+        Dialog.from_2xx(ours, response_to(ours, 200, to_tag="them"))

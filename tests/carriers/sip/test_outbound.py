@@ -233,7 +233,8 @@ async def test_machine_detection_sends_the_verdict_among_the_call_events(server)
         await dial(server, callee, machine_detection=MachineDetection.LEAVE_MESSAGE)
         async with asyncio.timeout(10):
             await host.finished.wait()
-    verdicts = [(e.verdict, e.greeting_ended, e.detail) for e in host.events if isinstance(e, AnsweringMachine)]
+    verdicts = [(e.verdict, e.greeting_ended, e.detail) for e in host.events
+                if isinstance(e, AnsweringMachine)]
     assert verdicts == [("machine", False, "long_greeting"), ("machine", True, "beep")]
 
 
@@ -265,3 +266,16 @@ async def test_a_number_that_is_not_one_is_refused_before_dialing(server):
 ])
 def test_settings_that_cannot_place_calls_say_why(template, problem):
     assert problem in (OutboundConfig(template, "", "", "", 30).problem() or "")
+
+
+async def test_an_abandoned_ringing_call_is_cancelled_and_reported_failed(server):
+    _, host, _ = server
+    async with SipCallee(answer="never") as callee:
+        attempt = await dial(server, callee, ring_timeout_s=30)
+        async with asyncio.timeout(5):
+            while not attempt.ringing:
+                await asyncio.sleep(0.02)
+        attempt.abandon("shutting down")
+        async with asyncio.timeout(5):
+            await callee.cancelled.wait()
+    assert host.ended == [("c0ffee", "failed", "shutting down")] and not attempt.pending

@@ -11,7 +11,7 @@ from agentplatform.carriers.sip.messages import (
     Headers, SipRequest, build_message, parse_message, response_to,
 )
 from agentplatform.carriers.sip.transactions import (
-    AnswerRetransmitter, InviteServerTransaction, NonInviteClientTransaction,
+    AnswerRetransmitter, InviteClientTransaction, InviteServerTransaction, NonInviteClientTransaction,
     NonInviteServerTransaction, TransactionError, TransactionTable, TxState, transaction_key,
 )
 
@@ -214,3 +214,61 @@ def test_table_matches_responses_to_client_transactions(clock):
     answer = parse_message(build_message(response_to(bye, 200)))
     assert table.find_client(answer) is tx
     assert table.find_client(response_to(request("REFER", branch="z9hG4bKours"), 202)) is None
+
+
+# ------------------------------------------------------------ our INVITE (§17.1.1, RFC 6026)
+
+
+class InviteOutcome:
+    def __init__(self) -> None:
+        self.finals: list[int] = []
+        self.again: list[int] = []
+        self.provisional: list[int] = []
+        self.timed_out = False
+
+    def kwargs(self) -> dict:
+        return dict(on_final=lambda r: self.finals.append(r.status),
+                    on_timeout=lambda: setattr(self, "timed_out", True),
+                    on_provisional=lambda r: self.provisional.append(r.status),
+                    on_2xx_again=lambda r: self.again.append(r.status))
+
+
+def test_invite_client_resends_on_timer_a_doubling_and_gives_up_on_timer_b(clock):
+    wire, outcome = Wire(clock), InviteOutcome()
+    InviteClientTransaction(request(), wire, clock, **outcome.kwargs())
+    clock.advance(40)
+    assert wire.times() == [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]  # A doubles without a cap
+    assert outcome.timed_out and outcome.finals == []
+
+
+def test_a_provisional_response_stops_timer_a_and_timer_b(clock):
+    wire, outcome = Wire(clock), InviteOutcome()
+    tx = InviteClientTransaction(request(), wire, clock, **outcome.kwargs())
+    tx.receive_response(response_to(request(), 180, to_tag="them"))
+    clock.advance(120)
+    assert len(wire.sent) == 1 and not outcome.timed_out and outcome.provisional == [180]
+
+
+def test_an_error_final_is_acked_with_the_invite_branch_and_again_for_its_retransmission(clock):
+    wire, outcome = Wire(clock), InviteOutcome()
+    tx = InviteClientTransaction(request(), wire, clock, **outcome.kwargs())
+    busy = response_to(request(), 486, to_tag="them")
+    tx.receive_response(busy)
+    tx.receive_response(busy)
+    acks = [parse_message(d) for _, d in wire.sent[1:]]
+    assert [a.method for a in acks] == ["ACK", "ACK"] and outcome.finals == [486]
+    ack = acks[0]
+    assert transaction_key(ack)[0] == "z9hG4bKabc" and ack.headers.get("CSeq") == "1 ACK"
+    assert "tag=them" in ack.headers.get("To") and ack.uri == request().uri
+
+
+def test_a_2xx_goes_to_the_dialog_and_its_retransmissions_too_for_64_t1(clock):
+    wire, outcome = Wire(clock), InviteOutcome()
+    tx = InviteClientTransaction(request(), wire, clock, **outcome.kwargs())
+    ok = response_to(request(), 200, to_tag="them")
+    tx.receive_response(ok)
+    tx.receive_response(ok)
+    assert outcome.finals == [200] and outcome.again == [200]
+    assert len(wire.sent) == 1  # the ACK of a 2xx is the dialog's, not the transaction's
+    clock.advance(32.1)
+    assert tx.state is TxState.TERMINATED
