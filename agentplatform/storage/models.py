@@ -298,6 +298,8 @@ class CampaignContact(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("campaign_id", "number", name="uq_campaign_contact_number"),
         Index("ix_campaign_contact_due", "campaign_id", "status", "next_attempt_at"),
+        # Every tick looks for contacts on the line, across campaigns.
+        Index("ix_campaign_contact_status", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -74,9 +74,11 @@ def upgrade() -> None:
                     ["campaign_id", "status", "next_attempt_at"])
     op.create_index("ix_campaign_contact_current_call_id", "campaign_contact",
                     ["current_call_id"])
+    op.create_index("ix_campaign_contact_status", "campaign_contact", ["status"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_campaign_contact_status", table_name="campaign_contact")
     op.drop_index("ix_campaign_contact_current_call_id", table_name="campaign_contact")
     op.drop_index("ix_campaign_contact_due", table_name="campaign_contact")
     op.drop_table("campaign_contact")
