@@ -146,7 +146,15 @@ class Platform:
         if self.observer is not None:
             self.observer.calls_ended.labels(str(end)).inc()
         if self.admission is not None:
-            self._in_background(self.admission.release(request.call_id))
+            self._in_background(self._free_dialed_slot(request.call_id))
+
+    async def _free_dialed_slot(self, holder: str) -> None:
+        """The slot the dial service took for ``holder``: released here if this process
+        holds it, else deleted from the shared store (the call was dialed, or talked,
+        on another process, whose renewals then find nothing to renew)."""
+        assert self.admission is not None
+        await self.admission.release(holder)
+        await self.admission.call_finished_at_carrier(holder)
 
     def dial_progress(self, request: OutboundRequest, status: str,
                       carrier_call_id: str) -> None:
