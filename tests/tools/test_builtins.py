@@ -54,3 +54,29 @@ def test_end_call_schema_is_an_object_with_only_an_optional_reason() -> None:
     assert schema["type"] == "object"
     assert set(schema["properties"]) == {"reason"}
     assert "required" not in schema
+
+
+def test_send_dtmf_decides_to_press_the_validated_keys() -> None:
+    from agentplatform.agents.spec import SendDtmfTool
+    from agentplatform.tools.builtins import SendDtmf, send_dtmf
+
+    output, action = send_dtmf(SendDtmfTool(), {"digits": "1 w 2#"})
+    assert action == SendDtmf("1w2#") and "1 w 2 #" in output
+
+
+@pytest.mark.parametrize("arguments", [{}, {"digits": 5}, {"digits": "9x"}, {"digits": "1" * 65}])
+def test_send_dtmf_refuses_anything_but_a_string_of_keys(arguments) -> None:
+    from agentplatform.agents.spec import SendDtmfTool
+    from agentplatform.tools.builtins import send_dtmf
+
+    with pytest.raises(ToolError):
+        send_dtmf(SendDtmfTool(), arguments)
+
+
+def test_send_dtmf_is_offered_to_the_model_with_its_keys_schema() -> None:
+    from agentplatform.agents.spec import AgentSpec, SendDtmfTool
+    from agentplatform.tools import tool_specs
+
+    agent = AgentSpec(name="ivr", model="openai/gpt-realtime", tools=[SendDtmfTool()])
+    [spec] = tool_specs(agent)
+    assert spec.name == "send_dtmf" and spec.parameters["required"] == ["digits"]
