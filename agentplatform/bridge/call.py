@@ -257,7 +257,7 @@ class CallSession:
             self._recording = None
             return
         self.playback.queued_ahead(seconds * 1000.0)
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds + announce.PAUSE_SECONDS)
 
     def _context(self) -> CallContext:
         info = self.audio.info

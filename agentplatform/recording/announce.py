@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 CACHE_SIZE = 32
 MARK = "announcement"  # the mark after it; the bridge's playback tracker ignores it
+# A breath between the announcement and the agent's first words.
+PAUSE_SECONDS = 0.4
 
 Render = Callable[[str], Awaitable[bytes]]
 

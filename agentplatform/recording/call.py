@@ -6,9 +6,10 @@ that grows with the call). Placing audio on the timeline and writing the file
 happen on the writer thread (``writer.py``).
 
 The clock is the carrier's inbound frame clock (``InboundAudio.timestamp_ms``):
-"now" is the end of the newest caller frame plus the time since it arrived, never
-more than one frame (a frame is due every 20 ms, so the wall clock only fills in
-between two of them and cannot make the two tracks drift).
+"now" is the clock time less the offset between the two that the least delayed
+recent frames show (a minimum that may only rise slowly, 1 ms per second). The
+wall clock thus only carries the inbound clock between frames; the offset is
+re-measured on every frame, so the two tracks cannot drift apart.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ class CallRecording:
         if end <= self._caller_end:
             return  # a repeat: already on the timeline
         arrived = frame.received_at if frame.received_at else self._clock()
-        lag = arrived - end / 8000
+        # The timestamp is the frame's first sample (its presentation time): that is the
+        # position an arrival stands for; the least delayed frames show the true offset.
+        lag = arrived - position / 8000
         if self._lag is None:
             self._lag = lag
         else:  # the minimum, let rise slowly: follows a clock that drifts or a route change

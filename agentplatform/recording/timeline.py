@@ -126,21 +126,25 @@ class Timeline:
         """Place chunks that have played: each right after the one before, or — when it
         was sent after the line had run dry — when it could first play (its send plus
         the learnt send-to-play delay). An echo (``ended``: where the last chunk finished)
-        overrides that guess when they differ by more than ``slack``, and teaches the
-        delay whenever a chunk started on an idle line."""
+        overrides that guess when it is much later (more than twice ``slack``: echoes
+        run late by up to a frame tick) or earlier by more than ``slack``, and teaches
+        the send-to-play delay."""
         starts: list[int] = []
         position = self.agent_end
         for chunk in run:
             start = position
-            if self.play_delay is not None:
-                start = max(start, chunk.sent_at + self.play_delay)
+            # Sent after the line ran dry (by more than echo jitter): it played late.
+            if self.play_delay is not None and chunk.sent_at + self.play_delay - start > self.slack:
+                start = chunk.sent_at + self.play_delay
             starts.append(start)
             position = start + len(chunk.audio)
         if ended is not None:
             last = run[-1]
             before = starts[-2] + len(run[-2].audio) if len(run) > 1 else self.agent_end
             observed = ended - len(last.audio)
-            if abs(observed - starts[-1]) > self.slack:
+            # An echo arrives late by up to a tick plus network jitter, never early, so
+            # only a much later one means the line stalled where sending could not tell.
+            if observed - starts[-1] > 2 * self.slack or starts[-1] - observed > self.slack:
                 moved = max(before, observed) - starts[-1]
                 # Later: the chunks played back to back before it (their echoes lost)
                 # move with it; earlier: only it, never over the one before.
@@ -149,9 +153,10 @@ class Timeline:
                 while moved > 0 and i > 0 and starts[i - 1] + len(run[i - 1].audio) == starts[i] - moved:
                     i -= 1
                     starts[i] += moved
-            if observed > before + self.slack:  # it started on an idle line
-                delay = observed - last.sent_at
-                self.play_delay = delay if self.play_delay is None else min(self.play_delay, delay)
+            # Nothing plays before it is sent, and echoes run late, not early: the least
+            # (echoed start − send) seen is the line's own delay from send to ear.
+            delay = observed - last.sent_at
+            self.play_delay = delay if self.play_delay is None else min(self.play_delay, delay)
         for chunk, start in zip(run, starts, strict=True):
             self.item_starts.setdefault(chunk.item_id, start)
             audio = chunk.audio

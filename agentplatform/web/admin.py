@@ -13,9 +13,10 @@ from fastapi.responses import HTMLResponse
 from agentplatform.errors import CatalogError
 from agentplatform.observability.charts import cost_charts, latency_chart, turn_bars
 from agentplatform.realtime.base import Usage
+from agentplatform.recording.files import recording_path
 from agentplatform.records import REFUSED_REASONS, EndReason
 from agentplatform.storage import queries
-from agentplatform.storage.models import utcnow
+from agentplatform.storage.models import CallDetail, utcnow
 from agentplatform.storage.pricing import KIND_LABELS, cost_breakdown
 from agentplatform.web import params
 from agentplatform.web.templating import TEMPLATES_DIR, render, templates  # noqa: F401 (re-exported)
@@ -101,12 +102,30 @@ async def call_page(request: Request, call_id: str) -> HTMLResponse:
         except CatalogError:
             breakdown, prices_as_of = [], ""
         latencies = sorted(b.latency_ms for b in turn_bars(detail.turns))
+        recording, offsets = _recording(request, detail)
         return {
             "call": detail, "breakdown": breakdown, "kind_labels": KIND_LABELS,
             "prices_as_of": prices_as_of, "latency_chart": latency_chart(detail.turns),
             "latency_median": latencies[len(latencies) // 2] if latencies else None,
             "latency_max": latencies[-1] if latencies else None,
             "refused": detail.end_reason in {r.value for r in REFUSED_REASONS},
+            "recording_url": recording, "turn_offsets": offsets,
         }
 
     return await render(request, "call.html", context)
+
+
+def _recording(request: Request, detail: CallDetail) -> tuple[str | None, list[float | None]]:
+    """The recording's URL if the call has one, and where each transcript line starts in
+    it (seconds; None where unknown), from the ``recording`` event the call wrote when
+    its recording was closed. Runs in the page's worker thread (it stats a file)."""
+    path = recording_path(request.app.state.platform.settings.recordings_dir, detail.id)
+    if path is None or not path.is_file():
+        return None, [None] * len(detail.turns)
+    offsets: list[float | None] = []
+    for event in detail.events:
+        if event.kind == "recording" and isinstance(event.detail, dict):
+            offsets = [ms / 1000.0 if isinstance(ms, int | float) else None
+                       for ms in event.detail.get("turn_offsets_ms", [])]
+    offsets += [None] * (len(detail.turns) - len(offsets))
+    return f"/api/calls/{detail.id}/recording", offsets[: len(detail.turns)]

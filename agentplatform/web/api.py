@@ -6,8 +6,10 @@ import asyncio
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import FileResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from agentplatform.recording.files import recording_path
 from agentplatform.storage import queries
 from agentplatform.web import params
 
@@ -72,6 +74,19 @@ async def get_call(request: Request, call_id: str) -> Response:
     if found is None:
         raise HTTPException(status_code=404, detail=f"no call {call_id[:64]}")
     return found
+
+
+@router.get("/api/calls/{call_id}/recording")
+async def get_call_recording(request: Request, call_id: str) -> FileResponse:
+    """The call's recording: a stereo WAV, left the caller, right the agent as the caller
+    heard it. 404 when the call was not recorded. Streamed from disk, with byte ranges
+    (a player seeks without fetching the whole file)."""
+    directory = request.app.state.platform.settings.recordings_dir
+    path = recording_path(directory, call_id)
+    if path is None or not await asyncio.to_thread(path.is_file):
+        raise HTTPException(status_code=404, detail=f"no recording of call {call_id[:64]}")
+    return FileResponse(path, media_type="audio/wav", filename=f"call-{call_id}.wav",
+                        content_disposition_type="inline")
 
 
 @router.get("/metrics")

@@ -41,7 +41,7 @@ def _wait(predicate, timeout: float = 5.0) -> None:
 
 def _speak(recording, start_ms: int, ms: int, value: int, t0: float) -> None:
     for ts in range(start_ms, start_ms + ms, 20):
-        recording.caller_audio(InboundAudio(bytes([value]) * 160, ts, received_at=t0 + (ts + 20) / 1000))
+        recording.caller_audio(InboundAudio(bytes([value]) * 160, ts, received_at=t0 + ts / 1000))
 
 
 @pytest.fixture
