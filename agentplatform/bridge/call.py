@@ -497,6 +497,8 @@ class CallSession:
 
     async def _model_loop(self) -> None:
         assert self.model is not None
+        if self._announcing is not None:  # nothing the model says plays before it
+            await asyncio.wait([self._announcing])
         handlers = {
             AudioDelta: self._on_audio_delta,
             AudioDone: self._on_audio_done,
