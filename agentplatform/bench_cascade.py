@@ -10,8 +10,9 @@ wait for the answer to finish before the next. Views:
   start late) → the first frame of the answer received;
 - the server's split of the same wait (``cascade/metrics.py``): VAD hangover, speech-
   to-text, the text step's first words, synthesis of the first piece;
-- the same questions with the settings of before (a fixed 400 ms silence, Whisper's
-  30 s window), in the same run, for comparison;
+- the same questions with the turn-taking and recognizer of before (a fixed 400 ms
+  silence, Whisper's 30 s window), in the same run, for comparison (the voice's
+  first-phrase split and its rendered fixed lines serve both);
 - mid-sentence pauses: questions with a 300–700 ms pause inside; a question is *cut*
   when answer audio arrives before the caller has finished it. The first half is
   rendered with a trailing comma, so the voice keeps the rising, unfinished tone a
@@ -76,7 +77,7 @@ PAUSED = (("I'd like to book", "an appointment for Tuesday.", 500),
           ("I would like an appointment for", "my son.", 600),
           ("Where is your", "office?", 300))
 VOICED_DBFS = -45.0
-CAPACITY_LEVELS = (1, 2, 3, 4, 5, 6)
+CAPACITY_LEVELS = (1, 2, 4, 6, 8, 10, 12)
 CAPACITY_TURNS = 6
 CAPACITY_P90_MS = 1000.0
 

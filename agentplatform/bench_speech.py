@@ -9,6 +9,10 @@ brought back up to 16 kHz as the call path does. Each local STT option transcrib
 every clip on the STT thread's settings; the table gives WER per voice and overall,
 and the latency per utterance (p50/p90, wall clock, one at a time).
 
+It also times the voice: Piper's render of an answer's first piece as the cascade
+cuts it (up to the first comma) against the whole first sentence, with nothing
+cached — what a caller waits for when the text is new (an LLM's answer).
+
 Runs in its own process (``python -m agentplatform.bench_speech``), free of the
 bench's core pinning; prints one JSON object. Figures are reported, never asserted.
 """
@@ -71,6 +75,30 @@ def _pct(values: list[float], p: float) -> float:
     return data[min(len(data) - 1, round(p / 100 * (len(data) - 1)))] if data else 0.0
 
 
+FIRST_PIECES = ("We're open Monday to Friday, from 8 in the morning to 5 in the afternoon.",
+                "I'm sorry to hear that, let me put you through to our front desk staff.",
+                "Yes, there is free parking behind the building, right off Maple Street.")
+VOICE_REPEATS = 5
+
+
+def voice_timings() -> dict[str, dict[str, float]]:
+    """Render time of the first piece vs the whole sentence, ms p50 / p90."""
+    from agentplatform.cascade.warmup import spoken_pieces
+    from agentplatform.speech import tts_local
+
+    tts_local.preload()
+    waits: dict[str, list[float]] = {"first phrase": [], "whole sentence": []}
+    for _ in range(VOICE_REPEATS):
+        for sentence in FIRST_PIECES:
+            for name, text in (("first phrase", spoken_pieces(sentence)[0]),
+                               ("whole sentence", sentence)):
+                started = time.perf_counter()
+                next(iter(synthesize_sentences(text)))
+                waits[name].append((time.perf_counter() - started) * 1000.0)
+    return {name: {"p50": round(_pct(w, 50), 1), "p90": round(_pct(w, 90), 1)}
+            for name, w in waits.items()}
+
+
 def run() -> dict[str, object]:
     clips: list[tuple[str, str, bytes]] = []
     for name, voice in voices().items():
@@ -95,7 +123,7 @@ def run() -> dict[str, object]:
             "ms": {"p50": round(_pct(waits, 50), 1), "p90": round(_pct(waits, 90), 1)},
         }
     return {"utterances": len(questions()), "voices": list(voices()), "snr_db": SNR_DB,
-            "models": table}
+            "models": table, "voice_ms": voice_timings()}
 
 
 def wer_table(result: dict[str, object]) -> str:
@@ -108,6 +136,9 @@ def wer_table(result: dict[str, object]) -> str:
         per_voice = " ".join(f"{row['wer_by_voice'][v]:>16.3f}" for v in voices_)
         rows.append(f"  {model:<22} {row['wer']:>6.3f} {per_voice} "
                     f"{row['ms']['p50']:>7.0f} / {row['ms']['p90']:<6.0f}")
+    for name, ms in result.get("voice_ms", {}).items():
+        rows.append(f"  Piper, uncached {name:<15} first audio {ms['p50']:>6.0f} / "
+                    f"{ms['p90']:<6.0f} ms")
     return "\n".join(rows)
 
 
