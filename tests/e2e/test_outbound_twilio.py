@@ -173,7 +173,11 @@ async def _unanswered(tmp_path, kind: str) -> tuple[object, SimulatedCall]:
         assert response.status_code == 202, response.text
         call = await twilio.wait_for_call()
         detail = await record(server, response.json()["call_id"])
+        async with httpx.AsyncClient() as client:
+            shown = (await client.get(f"{server.base_url}/api/calls/{detail.id}")).json()
     assert not sim.sessions  # no model session for a call nobody answered
+    assert (shown["status"], shown["end_reason"], shown["direction"]) == (
+        "ended", detail.end_reason, "outbound")
     return detail, call
 
 
@@ -297,3 +301,26 @@ async def test_a_machine_verdict_after_the_hold_stops_the_greeting_and_leaves_th
     assert detail.end_reason == "voicemail_left"
     kinds = [e.kind for e in detail.events]
     assert kinds.count("answering_machine") == 2  # none within the hold, then the machine
+
+
+async def test_the_call_a_number_form_places_the_call_and_opens_its_page(tmp_path):
+    import re
+
+    async with OpenAIRealtimeServer() as sim, \
+            TwilioRestServer(callees={CALLEE: Callee("busy")}) as twilio, \
+            outbound_platform(tmp_path, sim, twilio) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            page = await client.get("/agents/reminders")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+            placed = await client.post("/agents/reminders/dial", data={
+                "csrf_token": token, "to": CALLEE, "params": "name=Ada",
+                "machine_detection": "hangup"})
+            assert placed.status_code == 303, placed.text
+            call_id = placed.headers["location"].removeprefix("/calls/")
+            detail = await record(server, call_id)
+            shown = await client.get(placed.headers["location"])
+    assert shown.status_code == 200 and call_id in shown.text
+    assert (detail.end_reason, detail.parameters, detail.machine_detection) == (
+        "busy", {"name": "Ada"}, "hangup")
+    call = next(iter(twilio.calls.values()))
+    assert call.field("To") == CALLEE
