@@ -253,7 +253,11 @@ class TwilioRestServer:
         if call is None or call.ended.is_set():
             return self._reject(404, 20404, "The requested resource was not found")
         call.updates.append(form)
-        if form.get("Status") in ("completed", "canceled"):
+        if form.get("Status") == "canceled":  # only a call not yet answered
+            if call.answered_at is None:
+                call.status = "canceled"
+                self._spawn(self._final(call, "canceled"))
+        elif form.get("Status") == "completed":
             self._spawn(self._end(call))
         elif form.get("Twiml"):
             self._spawn(self._run_new_twiml(call, form["Twiml"]))
@@ -273,8 +277,12 @@ class TwilioRestServer:
             await self._final(call, "failed")
             return
         await asyncio.sleep(0.05)
+        if call.status == "canceled":
+            return
         await self._status(call, "ringing", event="ringing")
         await asyncio.sleep(callee.ring_seconds)
+        if call.status == "canceled":  # canceled while it rang
+            return
         if callee.kind == "busy":
             await self._final(call, "busy")
             return

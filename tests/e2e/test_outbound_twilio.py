@@ -324,3 +324,24 @@ async def test_the_call_a_number_form_places_the_call_and_opens_its_page(tmp_pat
         "busy", {"name": "Ada"}, "hangup")
     call = next(iter(twilio.calls.values()))
     assert call.field("To") == CALLEE
+
+
+async def test_a_call_still_ringing_when_the_server_stops_is_canceled_and_recorded_failed(
+        tmp_path):
+    from agentplatform.storage.database import make_engine
+
+    async with OpenAIRealtimeServer() as sim, \
+            TwilioRestServer(callees={CALLEE: Callee("human", ring_seconds=30)}) as twilio:
+        async with outbound_platform(tmp_path, sim, twilio) as server:
+            call_id = (await dial(server)).json()["call_id"]
+            call = await twilio.wait_for_call()
+            async with asyncio.timeout(5):
+                while "ringing" not in call.statuses():
+                    await asyncio.sleep(0.02)
+        engine = make_engine(f"sqlite:///{tmp_path / 'calls.db'}")
+        detail = queries.get_call(engine, call_id)
+        engine.dispose()
+    assert {"Status": "canceled"} in call.updates and call.status == "canceled"
+    assert call.caller is None and not sim.sessions
+    assert (detail.end_reason, detail.status) == ("failed", "ended")
+    assert "stopped while the call rang" in detail.end_detail

@@ -88,6 +88,10 @@ ANSWERED_BY: dict[str, tuple[Verdict, bool]] = {
 }
 # How long a verdict waits for a stream that has not started yet.
 EARLY_VERDICT_SECONDS = 60.0
+# Statuses after which a placed call no longer rings (answered, or over).
+NOT_RINGING_STATUSES = frozenset({"in-progress", "answered", "completed", *DIAL_OUTCOMES})
+STOPPED_WHILE_RINGING = "the server stopped while the call rang; Twilio was told to cancel it"
+CANCEL_TIMEOUT_SECONDS = 5.0
 
 
 def stream_parameters(request: OutboundRequest, token: str) -> dict[str, str]:
@@ -197,6 +201,9 @@ class TwilioDialer:
         self._context = context
         self.live = live
         self._client: Client | None = None
+        # Calls this process placed that have not been answered or ended yet, by
+        # CallSid, with when to forget them (a status that landed elsewhere).
+        self._ringing: dict[str, tuple[OutboundRequest, float]] = {}
 
     def problem(self) -> str | None:
         """Why calls cannot be placed now (fail closed without credentials)."""
@@ -253,6 +260,11 @@ class TwilioDialer:
         except OSError as exc:
             raise CarrierError(f"could not reach Twilio: {exc!r}") from exc
         log.info("call %s: Twilio call %s created (%s)", request.call_id, call.sid, call.status)
+        now = time.monotonic()
+        self._ringing = {sid: v for sid, v in self._ringing.items() if v[1] > now}
+        if call.sid:
+            forget_at = now + self._settings.twilio_ring_timeout_seconds + 60.0
+            self._ringing[call.sid] = (request, forget_at)
         self._context.dial_progress(request, "ringing", call.sid or "")
 
     def on_dial_status(self, call_id: str, agent: str, form: Mapping[str, str]) -> None:
@@ -261,6 +273,8 @@ class TwilioDialer:
         request = OutboundRequest(call_id=call_id, agent=agent, to_number=form.get("To", ""),
                                   from_number=form.get("From", ""), carrier="twilio")
         outcome = DIAL_OUTCOMES.get(status)
+        if status in NOT_RINGING_STATUSES:
+            self._ringing.pop(call_sid, None)
         if status in RINGING_STATUSES:
             self._context.dial_progress(request, "ringing", call_sid)
         elif outcome is not None:
@@ -272,6 +286,32 @@ class TwilioDialer:
             # Answered and over: closes only a record no stream closed, frees the slot.
             self._context.dial_ended(request, EndReason.COMPLETED.value,
                                      "closed by carrier status")
+
+    async def cancel_ringing(self) -> None:
+        """At shutdown: cancel the calls this process placed that still ring, so none
+        is answered with nobody left to talk, and record them ``failed``. Twilio's
+        ``canceled`` leaves a call already answered alone, so only a call it reports
+        canceled is closed here."""
+        ringing, self._ringing = self._ringing, {}
+        now = time.monotonic()
+        pending = [(sid, request) for sid, (request, until) in ringing.items() if until > now]
+        if not pending or self.problem() is not None:
+            return
+        results = await asyncio.gather(*(self._cancel(sid) for sid, _ in pending))
+        for (sid, request), canceled in zip(pending, results, strict=True):
+            if canceled:
+                log.info("call %s: Twilio call %s canceled at shutdown", request.call_id, sid)
+                self._context.dial_ended(request, EndReason.FAILED.value, STOPPED_WHILE_RINGING)
+
+    async def _cancel(self, call_sid: str) -> bool:
+        update = self._rest().calls(call_sid).update
+        try:
+            call = await asyncio.wait_for(asyncio.to_thread(update, status="canceled"),
+                                          CANCEL_TIMEOUT_SECONDS)
+        except (TwilioException, OSError, TimeoutError) as exc:
+            log.warning("could not cancel Twilio call %s at shutdown: %r", call_sid, exc)
+            return False
+        return call.status == "canceled"
 
     def on_amd(self, form: Mapping[str, str]) -> None:
         """A signed asynchronous AMD callback: the verdict into the call's stream."""

@@ -47,6 +47,9 @@ class TwilioCarrier(Carrier):
     async def place_call(self, request: OutboundRequest) -> None:
         await self.dialer.place_call(request)
 
+    async def stop(self) -> None:
+        await self.dialer.cancel_ringing()
+
     def on_call_status(self, call_sid: str, status: str) -> None:
         """A status callback: a final status closes whatever the stream left open."""
         if status in FINAL_CALL_STATUSES:
