@@ -157,8 +157,11 @@ async def test_a_campaign_of_20_numbers_completes_across_two_processes_dialing_n
     assert set(hosts) == {f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"}, hosts
     assert detail["contacts"] == {"total": 20, "pending": 0, "dialing": 0, "done": 17,
                                   "failed": 3}
-    assert detail["outcomes"] == {"caller_hung_up": 15, "machine_detected": 2,
-                                  "no_answer": 2, "failed": 1}
+    outcomes = dict(detail["outcomes"])
+    # A person hanging up reaches the server twice (the stream stops, Twilio's status
+    # callback says completed): whichever lands first names the end.
+    reached = outcomes.pop("caller_hung_up", 0) + outcomes.pop("completed", 0)
+    assert (reached, outcomes) == (15, {"machine_detected": 2, "no_answer": 2, "failed": 1})
     assert detail["attempts"] == 24
     assert sorted(people.heard_greeting) == sorted(
         n for n in NUMBERS if n not in (*NO_ANSWER, *MACHINES, *FAILED))
