@@ -3,7 +3,8 @@
 Hours are wall-clock times (``09:00``–``20:00``) in the callee's zone, so a call is
 placed when the callee's clock is inside the window whatever the server's zone is,
 and daylight-saving changes move the window with the callee's clock. A window whose
-end is before its start (``21:00``–``02:00``) runs across midnight.
+end is before its start (``21:00``–``02:00``) runs across midnight; one whose start
+and end are equal (``00:00``–``00:00``) is open all day.
 """
 
 from __future__ import annotations
