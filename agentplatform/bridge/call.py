@@ -203,7 +203,8 @@ class CallSession:
         ))
         try:
             if self.deps.recordings is not None and self.agent.recording.enabled:
-                self._recording = self.deps.recordings.open(self.call_id, self.deps.recorder)
+                self._recording = self.deps.recordings.open(
+                    self.call_id, self.deps.recorder, mark_lead_ms=self.audio.mark_lead_ms)
                 if self._recording is not None and self.agent.recording.announce:
                     self._announcing = self._spawn(self._announce())  # while the model opens
             self.model = await self._open_model()

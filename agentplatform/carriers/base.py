@@ -68,6 +68,11 @@ CarrierEvent = InboundAudio | Dtmf | MarkPlayed | StreamStopped | AnsweringMachi
 
 class CallAudio(abc.ABC):
     info: CallInfo
+    # How long before the audio ahead of a mark has finished playing the carrier reports
+    # the mark: 0 for one that echoes it once playback has passed it (Twilio), a frame
+    # for one that reports it as that audio's last frame goes on the wire (SIP). The
+    # call recording places the agent's audio by marks, so it needs to know.
+    mark_lead_ms: float = 0.0
     # Inbound frames the carrier skipped as malformed, by kind (its parser names the
     # kinds); the bridge records them with the call, the app counts them for /metrics.
     malformed_counts: Mapping[str, int] = MappingProxyType({})

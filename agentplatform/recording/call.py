@@ -37,8 +37,10 @@ class CallRecording:
     """What the bridge tells the recording of one call."""
 
     def __init__(self, call_id: str, put: Callable[[CallRecording, tuple[Any, ...]], None], *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, mark_lead_ms: float = 0.0) -> None:
         self.call_id = call_id
+        # A carrier that reports marks before the audio has played out (CallAudio).
+        self._mark_lead = int(mark_lead_ms * SAMPLES_PER_MS)
         self._put = put
         self._clock = clock
         self._caller_end = 0  # samples, just after the newest caller frame
@@ -56,7 +58,7 @@ class CallRecording:
         if self._lag is None:
             return self._caller_end
         at = self._clock() if at is None else at
-        return int((at - self._lag) * 8000)
+        return round((at - self._lag) * 8000)
 
     # ------------------------------------------------------------------ audio
 
@@ -86,7 +88,7 @@ class CallRecording:
 
     def agent_played(self, mark: str) -> None:
         """The carrier echoed ``mark``: the audio before it has played."""
-        self._put(self, ("played", mark, self.now()))
+        self._put(self, ("played", mark, self.now() + self._mark_lead))
 
     def agent_cut(self, item_id: str, heard_ms: float) -> None:
         """Playback was stopped with ``heard_ms`` of ``item_id`` heard (a barge-in)."""

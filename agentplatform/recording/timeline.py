@@ -150,7 +150,7 @@ class Timeline:
                 # move with it; earlier: only it, never over the one before.
                 i = len(run) - 1
                 starts[i] += moved
-                while moved > 0 and i > 0 and starts[i - 1] + len(run[i - 1].audio) == starts[i] - moved:
+                while moved > 0 and i > 0 and _end(run, starts, i - 1) == starts[i] - moved:
                     i -= 1
                     starts[i] += moved
             # Nothing plays before it is sent, and echoes run late, not early: the least
@@ -204,6 +204,10 @@ class Timeline:
         if len(track) < index:
             track.extend(bytes([ULAW_SILENCE]) * (index - len(track)))
         track[index:index + len(audio)] = audio
+
+
+def _end(run: list[_Chunk], starts: list[int], i: int) -> int:
+    return starts[i] + len(run[i].audio)
 
 
 def _head(track: bytearray, count: int) -> bytes:

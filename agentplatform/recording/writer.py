@@ -93,14 +93,16 @@ class RecordingWriter:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def open(self, call_id: str, recorder: CallRecorder | None = None) -> CallRecording | None:
+    def open(self, call_id: str, recorder: CallRecorder | None = None, *,
+             mark_lead_ms: float = 0.0) -> CallRecording | None:
         """A recording for ``call_id``; None if the id cannot name a file. ``recorder``
-        is told where the recording is and where each transcript line starts in it."""
+        is told where the recording is and where each transcript line starts in it;
+        ``mark_lead_ms`` is the carrier's (``CallAudio.mark_lead_ms``)."""
         path = recording_path(self.directory, call_id)
         if path is None:
             log.warning("call %s: not recorded: the id cannot name a file", call_id[:64])
             return None
-        recording = CallRecording(call_id, self._put)
+        recording = CallRecording(call_id, self._put, mark_lead_ms=mark_lead_ms)
         self._put(recording, ("open", path, recorder))
         return recording
 

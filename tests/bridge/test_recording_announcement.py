@@ -52,7 +52,8 @@ def _agent(text: str):
         update={"recording": Recording(enabled=True, announce=text)})
 
 
-async def _call(tmp_path, render) -> tuple[Line, fuzz_carriers._Recorder, CallSession, RecordingWriter]:
+async def _call(tmp_path, render):
+    """One call of an agent that announces its recording; the line, records, session."""
     writer = RecordingWriter(tmp_path, announcements=Announcements(render))
     writer.start()
     recorder = fuzz_carriers._Recorder()

@@ -14,6 +14,7 @@ import numpy as np
 from agentplatform.audio.frames import noise
 from agentplatform.bridge.call import IDLE_GOODBYE, IDLE_PROMPT
 from agentplatform.recording.announce import render_locally
+from agentplatform.storage import queries
 from agentplatform.testing.openai_realtime_server import OpenAIRealtimeServer
 from agentplatform.testing.twilio_caller import TwilioCaller
 
@@ -80,9 +81,7 @@ async def _recording_of(server, platform, detail) -> tuple[bytes, bytes, bytes]:
         while not any(e.kind == "recording" for e in detail.events):
             await asyncio.sleep(0.05)
             await server.platform.writer.flush()
-            detail = await asyncio.to_thread(
-                __import__("agentplatform.storage.queries", fromlist=["get_call"]).get_call,
-                platform.engine(), detail.id)
+            detail = await asyncio.to_thread(queries.get_call, platform.engine(), detail.id)
     left, right = _read_stereo(path)
     async with httpx.AsyncClient(base_url=server.base_url) as client:
         served = await client.get(f"/api/calls/{detail.id}/recording")
@@ -157,7 +156,8 @@ async def test_a_barge_in_cuts_the_agents_track_where_the_caller_stopped_hearing
 def _voiced_ms(pcm: bytes) -> int:
     """How many 10 ms stretches of ``pcm`` are not silent, in ms."""
     step = 10 * MS * 2
-    return sum(10 for i in range(0, len(pcm) - step + 1, step) if audioop.rms(pcm[i:i + step], 2) > 50)
+    stretches = (pcm[i:i + step] for i in range(0, len(pcm) - step + 1, step))
+    return sum(10 for stretch in stretches if audioop.rms(stretch, 2) > 50)
 
 
 async def test_the_announcement_is_heard_first_and_recorded(tmp_path):
@@ -187,7 +187,8 @@ async def test_the_announcement_is_heard_first_and_recorded(tmp_path):
 
 async def test_a_silent_caller_is_prompted_then_the_call_ends_as_idle_timeout(tmp_path):
     async with OpenAIRealtimeServer(pace=1.0, reply_ms=600) as sim:
-        platform = _platform(tmp_path, sim, extra="limits:\n  idle_prompt_seconds: 2\n  idle_prompts_max: 1")
+        limits = "limits:\n  idle_prompt_seconds: 2\n  idle_prompts_max: 1"
+        platform = _platform(tmp_path, sim, extra=limits)
         async with platform.server(recordings_dir=tmp_path / "rec") as server:
             async with TwilioCaller(server.base_url, to=AGENT_NUMBER) as caller:
                 closed = await caller.wait_closed(20)  # the caller never says a word
@@ -199,3 +200,46 @@ async def test_a_silent_caller_is_prompted_then_the_call_ends_as_idle_timeout(tm
     assert [e.detail["count"] for e in detail.events if e.kind == "idle_prompt"] == [1]
     # Greeting, the prompt, the goodbye: all heard, in that order.
     assert [t.role for t in detail.turns] == ["assistant", "assistant", "assistant"]
+
+
+def _heard_on_the_callers_clock(caller) -> bytes:
+    """What the SIP caller received, each packet where it arrived on the clock its own
+    RTP is stamped with (its send loop starts as the call is confirmed)."""
+    [t0] = [e.at for e in caller.events if e.kind == "state" and e.detail == "confirmed"]
+    timeline = bytearray()
+    for received in caller.received:
+        if received.packet.payload_type != 0:
+            continue
+        pcm = audioop.ulaw2lin(received.packet.payload, 2)
+        at = max(0, round((received.at - t0) * 8000)) * 2
+        if len(timeline) < at:
+            timeline += bytes(at - len(timeline))
+        timeline[at:at + len(pcm)] = pcm
+    return bytes(timeline)
+
+
+async def test_a_recorded_sip_call_lines_up_with_what_the_sip_caller_heard(tmp_path):
+    from agentplatform.testing.sip_caller import SipCaller
+
+    from .test_sip_call import _sip_settings
+
+    async with OpenAIRealtimeServer(pace=2.0, reply_ms=1200, caller_texts=["Monday?"]) as sim:
+        platform = _platform(tmp_path, sim)
+        sip = _sip_settings()
+        async with platform.server(recordings_dir=tmp_path / "rec", **sip) as server:
+            async with SipCaller(sip["sip_listen"], to=AGENT_NUMBER) as caller:
+                await caller.wait_for_audio(5)
+                await caller.wait_for_silence(300, 10)
+                greeting = len(caller.heard_pcm())
+                await caller.say(SPEECH)
+                await caller.wait_for_audio(5, since=greeting)
+                await caller.wait_for_silence(300, 10)
+            await asyncio.sleep(0.3)
+            detail = await closed_call_record(server, platform.engine())
+            left, right, _ = await _recording_of(server, platform, detail)
+    said = audioop.lin2ulaw(SPEECH, 2)
+    at = audioop.lin2ulaw(left, 2).find(said)
+    assert at >= 0 and at % 160 == 0, at
+    lag, similarity = lag_ms(right, _heard_on_the_callers_clock(caller))
+    print(f"SIP call: lag {lag:+d} ms, correlation {similarity:.3f}")
+    assert abs(lag) <= 20 and similarity > 0.8, (lag, similarity)

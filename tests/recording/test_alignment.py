@@ -81,7 +81,7 @@ def _simulate(seed: int, timeline: Timeline):
     for ts in range(0, CALL_MS, 20):
         audio = bytes([0x10 + (ts // 20) % 64]) * (20 * MS)
         caller_frames[ts] = audio
-        last_in = max(last_in, ts + sim.delay())  # sent at its timestamp, as Twilio's simulator does
+        last_in = max(last_in, ts + sim.delay())  # sent at its timestamp, as Twilio's sim does
         sim.at(last_in, "frame", ts, audio)
     # Answers: every 6-14 s, 1-6 s long, some slower than real time, a third interrupted.
     start, n = 2000.0, 0
@@ -156,7 +156,7 @@ def _left_track(stereo: bytes) -> bytes:
     return audioop.lin2ulaw(audioop.tomono(stereo, 2, 1, 0), 2)
 
 
-def _placement_errors_ms(seed: int, timeline: Timeline) -> tuple[list[tuple[str, float]], bytes, dict]:
+def _placement_errors_ms(seed: int, timeline: Timeline):
     """(item, recorded start − played start in ms) for every chunk that played."""
     played, caller_frames = _simulate(seed, timeline)
     stereo = timeline.take_all()

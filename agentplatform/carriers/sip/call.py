@@ -34,6 +34,7 @@ from agentplatform.carriers.sip.dialog import (
 from agentplatform.carriers.sip.messages import (
     SipRequest, SipResponse, build_message, format_uri, parse_name_addr, response_to,
 )
+from agentplatform.carriers.sip.rtp import FRAME_MS
 from agentplatform.carriers.sip.transactions import (
     AnswerRetransmitter, InviteServerTransaction, NonInviteServerTransaction, Timers,
 )
@@ -96,6 +97,8 @@ class CallState(StrEnum):
 
 class SipCallAudio(CallAudio):
     """An answered SIP call. ``call_id`` is the SIP Call-ID."""
+
+    mark_lead_ms = float(FRAME_MS)  # the pacer reports a mark as its last frame goes out
 
     def __init__(self, *, info: CallInfo, dialog: Dialog, media: Media, signaling: Signaling,
                  sdp: bytes, session_id: int, session_timer: SessionTimerOffer | None,
