@@ -179,9 +179,23 @@ def barge_latencies(started: array, clears: array, t0: float, t1: float) -> tupl
 class _ModelCall:
     """One connection from the server under test to the simulated model."""
 
-    __slots__ = ("gen", "transport", "record", "pcm", "frame_bytes", "speaking", "quiet",
-                 "resp_id", "item_id", "frames_left", "out_k", "item_ms", "event_n", "key",
-                 "slot")
+    __slots__ = (
+        "event_n",
+        "frame_bytes",
+        "frames_left",
+        "gen",
+        "item_id",
+        "item_ms",
+        "key",
+        "out_k",
+        "pcm",
+        "quiet",
+        "record",
+        "resp_id",
+        "slot",
+        "speaking",
+        "transport",
+    )
 
     def __init__(self, gen: Generator) -> None:
         self.gen = gen
@@ -343,8 +357,22 @@ class _ModelCall:
 class _Caller:
     """One simulated Twilio call."""
 
-    __slots__ = ("gen", "key", "transport", "record", "stream_sid", "seq", "chunk", "k",
-                 "talk_left", "play_end", "answer_start", "marks", "prefix", "closed")
+    __slots__ = (
+        "answer_start",
+        "chunk",
+        "closed",
+        "gen",
+        "k",
+        "key",
+        "marks",
+        "play_end",
+        "prefix",
+        "record",
+        "seq",
+        "stream_sid",
+        "talk_left",
+        "transport",
+    )
 
     def __init__(self, gen: Generator, key: str) -> None:
         self.gen = gen
@@ -489,6 +517,8 @@ class Generator:
         self.lags: array = array("d")
         self.errors = 0
         self.failed = 0
+        self.refused = 0
+        self.failures: list[str] = []
         self.live = 0
 
     def next_model_slot(self) -> int:
@@ -519,16 +549,23 @@ class Generator:
             resp = await http.post(url, data=form,
                                    headers={SIGNATURE_HEADER: sign(self.auth_token, url, form)})
             answer = parse_twiml(resp.text)
+            if resp.status_code == 200 and not answer.stream_url and answer.said:
+                self.refused += 1  # the busy message: the server shed this call
+                return
             if resp.status_code != 200 or not answer.stream_url:
                 self.failed += 1
+                if len(self.failures) < 5:
+                    self.failures.append(f"webhook {resp.status_code}: {resp.text[:120]}")
                 return
             parts = urlsplit(answer.stream_url)
             target = f"ws://{urlsplit(self.base_url).netloc}{parts.path}"
             headers = {SIGNATURE_HEADER: sign(self.auth_token, f"wss://{parts.netloc}{parts.path}", {})}
             caller = _Caller(self, number)
             await picows.ws_connect(lambda: _Listener(caller), target, extra_headers=headers)
-        except Exception:  # noqa: BLE001 - a refused call is a result
+        except Exception as exc:  # noqa: BLE001 - a refused call is a result
             self.failed += 1
+            if len(self.failures) < 5:
+                self.failures.append(repr(exc)[:200])
             return
         caller.transport.send(_TEXT, orjson.dumps(
             {"event": "connected", "protocol": "Call", "version": "1.0.0"}))
@@ -593,7 +630,7 @@ class Generator:
                 caller.transport.disconnect()
         server.close()
         return {"records": self.records, "lags": self.lags, "errors": self.errors,
-                "failed": self.failed}
+                "failed": self.failed, "refused": self.refused, "failures": self.failures}
 
 
 def run_process(args: dict[str, Any], conn: Any) -> None:

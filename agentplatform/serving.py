@@ -147,8 +147,9 @@ class Supervisor:
         env = worker_environment(dict(os.environ), index, self.workers)
         # Its own session: a terminal's Ctrl-C or a signal to our process group reaches
         # the workers once, through us (a second SIGTERM would cut their drain short).
-        self.procs[index] = subprocess.Popen(cmd, pass_fds=[fd], env=env, start_new_session=True,
-                                             preexec_fn=_end_with_parent)
+        self.procs[index] = subprocess.Popen(  # the supervisor runs no threads
+            cmd, pass_fds=[fd], env=env, start_new_session=True,
+            preexec_fn=_end_with_parent)  # noqa: PLW1509
         log.info("worker %d started (pid %d)", index, self.procs[index].pid)
 
     def _on_signal(self, signum: int, frame: object) -> None:

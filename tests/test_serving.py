@@ -3,6 +3,7 @@ supervisor that serves on one port and drains every worker on SIGTERM."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -14,7 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentplatform.serving import WORKER_ENV, parse_workers, sip_for_worker, worker_environment
+from agentplatform.serving import (
+    WORKER_ENV,
+    parse_workers,
+    sip_for_worker,
+    worker_environment,
+)
 
 
 def test_auto_is_one_worker_per_usable_core() -> None:
@@ -32,7 +38,7 @@ def test_each_worker_gets_its_own_sip_port_and_a_disjoint_even_rtp_slice() -> No
     assert [s.listen for s in slices] == [f"0.0.0.0:{5060 + i}" for i in range(4)]
     ranges = [tuple(map(int, s.rtp_ports.split("-"))) for s in slices]
     assert all(lo % 2 == 0 and lo <= hi <= 20999 for lo, hi in ranges)
-    assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(ranges))
 
 
 def test_an_rtp_range_too_small_to_share_is_refused() -> None:
@@ -69,7 +75,7 @@ def test_two_workers_serve_one_port_and_all_exit_on_sigterm(tmp_path: Path) -> N
             assert time.monotonic() < deadline, "the workers never answered"
             time.sleep(0.2)
         workers = subprocess.run(["pgrep", "-f", "--", f"--port {port} --worker-fd"],
-                                 capture_output=True, text=True).stdout.split()
+                                 capture_output=True, text=True, check=False).stdout.split()
         assert len(workers) == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
@@ -91,13 +97,13 @@ def test_workers_end_when_their_supervisor_is_killed_outright(tmp_path: Path) ->
     pattern = ["pgrep", "-f", "--", f"--port {port} --worker-fd"]
     try:
         deadline = time.monotonic() + 60
-        while len(subprocess.run(pattern, capture_output=True, text=True).stdout.split()) < 2:
+        while len(subprocess.run(pattern, capture_output=True, text=True, check=False).stdout.split()) < 2:
             assert time.monotonic() < deadline, "the workers never started"
             time.sleep(0.2)
     finally:
         proc.kill()
         proc.wait()
     deadline = time.monotonic() + 60
-    while subprocess.run(pattern, capture_output=True, text=True).stdout.split():
+    while subprocess.run(pattern, capture_output=True, text=True, check=False).stdout.split():
         assert time.monotonic() < deadline, "workers outlived their supervisor"
         time.sleep(0.2)

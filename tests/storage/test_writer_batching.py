@@ -3,7 +3,7 @@ milliseconds of Python holding the GIL that the calls' event loop waits for."""
 
 from __future__ import annotations
 
-import time
+import asyncio
 import uuid
 
 import pytest
@@ -31,7 +31,7 @@ async def test_records_arriving_within_the_linger_share_one_transaction(
     commits = _commits(sqlite_engine)
     for i in range(5):  # spaced out, as a call's events are
         writer.event(call_id, "barge_in", {"n": i})
-        time.sleep(0.03)
+        await asyncio.sleep(0.03)
     await writer.flush()
     await writer.stop()
     if linger:
