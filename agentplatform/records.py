@@ -76,11 +76,13 @@ class CallRecorder(Protocol):
     def turn(
         self, call_id: str, role: str, text: str, *, interrupted: bool = False,
         latency_ms: float | None = None, model_ms: float | None = None,
-        tool_ms: float | None = None,
+        tool_ms: float | None = None, parts: dict[str, float] | None = None,
     ) -> None:
         """``latency_ms``: caller stopped speaking → first answer audio sent to the
-        carrier; ``model_ms``: the same → first answer audio received from the model;
-        ``tool_ms``: tool time inside that wait."""
+        carrier (the end-of-turn wait included); ``model_ms``: the end of the turn →
+        first answer audio received from the model; ``tool_ms``: tool time inside that
+        wait; ``parts``: ``latency_ms`` split by where it went (``observability/
+        turn_latency.py``)."""
 
     def tool_invocation(
         self, call_id: str, name: str, arguments: str, result: str, *, ok: bool,
@@ -103,7 +105,7 @@ class NullRecorder:
 
     def call_started(self, start: CallStart) -> None: ...
     def turn(self, call_id, role, text, *, interrupted=False, latency_ms=None, model_ms=None,
-             tool_ms=None) -> None: ...
+             tool_ms=None, parts=None) -> None: ...
     def tool_invocation(self, call_id, name, arguments, result, *, ok, duration_ms) -> None: ...
     def event(self, call_id, kind, detail=None) -> None: ...
     def usage(self, call_id, model, usage) -> None: ...

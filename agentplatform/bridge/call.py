@@ -42,6 +42,7 @@ from agentplatform.carriers.dialing import AnsweringMachine
 from agentplatform.catalog import Catalog
 from agentplatform.config import Settings
 from agentplatform.errors import CarrierError, PlatformError
+from agentplatform.observability import turn_latency
 from agentplatform.observability.logging import set_call_id
 from agentplatform.observability.metrics import PlatformMetrics
 from agentplatform.realtime.base import (
@@ -119,8 +120,9 @@ class CallDeps:
 @dataclass(slots=True)
 class _TurnTiming:
     latency_ms: float  # caller stopped speaking → first answer audio sent to the carrier
-    model_ms: float  # … → first answer audio received from the model
+    model_ms: float  # end of turn → first answer audio received from the model
     tool_ms: float  # tool time inside that wait
+    parts: dict[str, float] = field(default_factory=dict)  # latency_ms by where it went
 
 
 @dataclass(slots=True)
@@ -166,6 +168,8 @@ class CallSession:
         self._out_bytes_per_ms = 48.0
         self._speech_stopped_at: float | None = None
         self._tool_ms_in_turn = 0.0
+        self._turn_waited_ms = 0.0  # end-of-turn wait the model spent before saying so
+        self._turn_notice: SessionNotice | None = None  # a cascade's own split of the turn
         self._turn_timing: dict[str, _TurnTiming] = {}
         self._provider = ""
         obs = deps.observer
@@ -542,12 +546,21 @@ class CallSession:
         if self._speech_stopped_at is None:
             return  # the greeting, or an answer nobody's speech prompted
         stopped = self._speech_stopped_at
-        timing = _TurnTiming(latency_ms=(sent - stopped) * 1000.0,
+        notice, self._turn_notice = self._turn_notice, None
+        parts = turn_latency.split(
+            waited_ms=self._turn_waited_ms, model_ms=(received - stopped) * 1000.0,
+            sent_after_ms=(sent - received) * 1000.0, tool_ms=self._tool_ms_in_turn,
+            cascade=notice.detail if notice is not None else None)
+        timing = _TurnTiming(latency_ms=turn_latency.total(parts),
                              model_ms=(received - stopped) * 1000.0,
-                             tool_ms=self._tool_ms_in_turn)
+                             tool_ms=self._tool_ms_in_turn, parts=parts)
         self._turn_timing[item_id] = timing
         self._speech_stopped_at = None
         self._tool_ms_in_turn = 0.0
+        # The one figure of this answer, in the events beside the model's own notice.
+        self.deps.recorder.event(self.call_id, "turn_latency",
+                                 {"latency_ms": round(timing.latency_ms),
+                                  **{f"{k}_ms": v for k, v in parts.items()}})
         obs = self.deps.observer
         if obs is not None:
             obs.turn_latency.observe(timing.latency_ms / 1000.0)
@@ -596,8 +609,10 @@ class CallSession:
         if item.item_id in self._pending_assistant:
             self._record_assistant(item.item_id)
 
-    async def _on_speech_stopped(self, _: SpeechStopped) -> None:
+    async def _on_speech_stopped(self, event: SpeechStopped) -> None:
         self._speech_stopped_at = time.monotonic()
+        self._turn_waited_ms = event.waited_ms
+        self._turn_notice = None
         self._tool_ms_in_turn = 0.0
 
     async def _on_transcript(self, event: Transcript) -> None:
@@ -631,6 +646,7 @@ class CallSession:
             latency_ms=timing.latency_ms if timing else None,
             model_ms=timing.model_ms if timing else None,
             tool_ms=timing.tool_ms if timing else None,
+            parts=timing.parts if timing else None,
         )
 
     def _flush_pending_turns(self) -> None:
@@ -647,6 +663,12 @@ class CallSession:
             self._ending.response_done.set()
 
     async def _on_notice(self, event: SessionNotice) -> None:
+        if event.kind == turn_latency.CASCADE_NOTICE and self._speech_stopped_at is not None:
+            # The cascade's split of the turn it is answering: folded into the one
+            # figure; its own end-to-end sum, on another clock, is not kept beside it.
+            self._turn_notice = event
+            event = SessionNotice(event.kind, {k: v for k, v in event.detail.items()
+                                               if k != "turn_ms"})
         self.deps.recorder.event(self.call_id, event.kind, event.detail)
         if self.deps.observer is not None and event.kind in RECONNECT_NOTICES:
             self.deps.observer.provider_reconnects.labels(self._provider, event.kind).inc()

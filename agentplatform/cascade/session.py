@@ -227,7 +227,8 @@ class CascadeSession(ModelSession):
                 self._end_turn(edge)
 
     def _end_turn(self, edge: SpeechEnd) -> None:
-        self._emit(SpeechStopped())
+        voiced_end_ms = self._speech_started_ms + edge.speech_ms
+        self._emit(SpeechStopped(waited_ms=max(0.0, edge.at_ms - voiced_end_ms)))
         self._utterances.put_nowait(edge)
 
     def _transcribe_early(self, pause: SpeechPause) -> None:

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 
 from markupsafe import Markup, escape
 
+from agentplatform.observability import turn_latency
 from agentplatform.storage.models import AgentDay, TurnPublic
 
 WIDTH, HEIGHT = 640, 180
@@ -21,20 +22,41 @@ PAD_LEFT, PAD_BOTTOM, PAD_TOP = 52, 24, 10
 
 @dataclass(frozen=True, slots=True)
 class TurnBar:
-    turn: int  # seq in the transcript
+    turn: int  # 1, 2, 3… among the answers that have a latency
+    seq: int  # seq in the transcript
     latency_ms: float  # what the caller felt
-    model_ms: float  # of which waiting on the model
-    tool_ms: float  # of which tools
+    parts: dict[str, float]  # latency_ms by where it went (turn_latency.PARTS)
     interrupted: bool
+
+    @property
+    def model_ms(self) -> float:
+        """The model's share: everything between the end of the turn and its first audio
+        that is not tools (the cascade's stt + llm + tts, or a speech model's wait)."""
+        return sum(self.parts.get(k, 0.0) for k in ("stt", "llm", "tts", "model"))
+
+
+def _parts_of(t: TurnPublic) -> dict[str, float]:
+    """A turn's recorded split, or one worked out from the older columns."""
+    if t.latency_parts:
+        return {k: float(v) for k, v in t.latency_parts.items() if k in turn_latency.PARTS}
+    latency = t.latency_ms or 0.0
+    model = min(t.model_ms or 0.0, latency)
+    tools = min(t.tool_ms or 0.0, model)
+    return {"model": model - tools, "tools": tools, "other": latency - model}
 
 
 def turn_bars(turns: Sequence[TurnPublic]) -> list[TurnBar]:
     """The answers that have a measured latency, in transcript order."""
-    return [
-        TurnBar(t.seq, t.latency_ms, min(t.model_ms or 0.0, t.latency_ms),
-                min(t.tool_ms or 0.0, t.latency_ms), t.interrupted)
-        for t in turns if t.role == "assistant" and t.latency_ms is not None
-    ]
+    answered = [t for t in turns if t.role == "assistant" and t.latency_ms is not None]
+    return [TurnBar(n, t.seq, float(t.latency_ms or 0.0), _parts_of(t), t.interrupted)
+            for n, t in enumerate(answered, start=1)]
+
+
+def parts_in(bars: Sequence[TurnBar]) -> list[tuple[str, str, str]]:
+    """(part, label, colour) of every part some bar has, in stacking order: the legend."""
+    seen = {k for b in bars for k, v in b.parts.items() if v > 0}
+    return [(k, turn_latency.LABELS[k], turn_latency.COLORS[k])
+            for k in turn_latency.PARTS if k in seen]
 
 
 def _nice_max(value: float) -> float:
@@ -63,8 +85,9 @@ def _axis(top: float, unit: str) -> list[str]:
 
 
 def latency_chart(turns: Sequence[TurnPublic]) -> Markup:
-    """One bar per answer: total height is what the caller waited (stopped speaking →
-    first audio sent); the lower part is the model's share, tools hatched inside it."""
+    """One bar per answer, labelled turn 1…n: its height is what the caller waited
+    (stopped speaking → first answer audio sent to the line), stacked from the bottom
+    in the order the time was spent (``turn_latency.PARTS``)."""
     bars = turn_bars(turns)
     if not bars:
         return Markup("")
@@ -74,27 +97,30 @@ def latency_chart(turns: Sequence[TurnPublic]) -> Markup:
     width = max(min(slot * 0.6, 48), 2)
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
              f'width="100%" aria-label="Response latency per answer">', *_axis(top, " ms")]
+    every = max(1, len(bars) // 16)  # label at most 16 bars, evenly
     for i, b in enumerate(bars):
         x = PAD_LEFT + slot * i + (slot - width) / 2
         base = PAD_TOP + plot_h
-
-        def rect(ms: float, y_from_ms: float, color: str, css: str) -> str:
-            h = plot_h * ms / top
-            y = base - plot_h * (y_from_ms + ms) / top
-            return (f'<rect class="{css}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
-                    f'height="{h:.1f}" fill="{color}"/>')
-
-        tip = (f"answer {b.turn}: {b.latency_ms:.0f} ms to first audio sent "
-               f"(model {b.model_ms:.0f} ms, tools {b.tool_ms:.0f} ms)"
+        pieces = ", ".join(f"{turn_latency.LABELS[k]} {b.parts[k]:.0f} ms"
+                           for k in turn_latency.PARTS if b.parts.get(k, 0) > 0)
+        tip = (f"turn {b.turn}: {b.latency_ms:.0f} ms to first audio sent ({pieces})"
                + (", interrupted" if b.interrupted else ""))
-        parts.append(f"<g><title>{escape(tip)}</title>")
-        parts.append(rect(b.latency_ms - b.model_ms, b.model_ms, "#9db4d0", "bridge"))
-        parts.append(rect(b.model_ms - b.tool_ms, b.tool_ms, "#3d6fa8", "model"))
-        if b.tool_ms:
-            parts.append(rect(b.tool_ms, 0.0, "#c47f17", "tool"))
+        parts.append(f'<g class="turn" data-turn="{b.turn}" data-ms="{b.latency_ms:.0f}">'
+                     f"<title>{escape(tip)}</title>")
+        below = 0.0
+        for key in turn_latency.PARTS:
+            ms = min(b.parts.get(key, 0.0), b.latency_ms - below)
+            if ms <= 0:
+                continue
+            h = plot_h * ms / top
+            y = base - plot_h * (below + ms) / top
+            parts.append(f'<rect class="{key}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
+                         f'height="{h:.1f}" fill="{turn_latency.COLORS[key]}"/>')
+            below += ms
         parts.append("</g>")
-        parts.append(f'<text x="{x + width / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle" '
-                     f'font-size="10" fill="#6b7580">#{b.turn}</text>')
+        if i % every == 0:
+            parts.append(f'<text x="{x + width / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle" '
+                         f'font-size="11" fill="#6b7580">turn {b.turn}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

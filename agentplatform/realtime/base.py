@@ -61,6 +61,9 @@ class SpeechStarted:
 @dataclass(slots=True)
 class SpeechStopped:
     item_id: str = ""
+    # The silence already waited out after the caller's last word before the turn was
+    # called over: part of what the caller waits for the answer.
+    waited_ms: float = 0.0
 
 
 @dataclass(slots=True)

@@ -519,7 +519,12 @@ class OpenAIRealtimeSession(ModelSession):
         self._emit(SpeechStarted(item_id=str(event.get("item_id", ""))))
 
     def _on_speech_stopped(self, event: dict[str, Any]) -> None:
-        self._emit(SpeechStopped(item_id=str(event.get("item_id", ""))))
+        # Server VAD says so after silence_duration_ms of quiet: the caller has waited that.
+        td = self.turn_detection_of(self._session_config) or {}
+        waited = td.get("silence_duration_ms") if td.get("type") == "server_vad" else None
+        self._emit(SpeechStopped(item_id=str(event.get("item_id", "")),
+                                 waited_ms=float(waited) if isinstance(waited, int | float)
+                                 else 0.0))
 
     def _on_function_call_done(self, event: dict[str, Any]) -> None:
         self._tool_call(event.get("call_id"), event.get("name"), event.get("arguments"))

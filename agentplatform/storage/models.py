@@ -131,6 +131,8 @@ class TurnBase(SQLModel):
     latency_ms: float | None = None
     model_ms: float | None = None  # … → first answer audio received from the model
     tool_ms: float | None = None  # tool time inside that wait
+    # ``latency_ms`` split by where it went: {"end_of_turn": 500, "stt": 120, …}, ms.
+    latency_parts: dict[str, float] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -46,6 +46,27 @@ def synthetic_utterance() -> bytes:
     return voice_like(1200, "audio/pcm")[::3]  # 24 kHz → 8 kHz is fine for a buzz this low
 
 
+def latency_lines(detail: dict | None, heard: list[float]) -> list[str]:
+    """One line per answered turn with the server's figure (caller stopped speaking →
+    first answer audio on the line, as the call page and its events show it) and its
+    parts; without a record, what the caller measured, said to be that."""
+    from agentplatform.observability.turn_latency import LABELS, PARTS
+
+    answers = [t for t in (detail or {}).get("turns", [])
+               if t["role"] == "assistant" and t.get("latency_ms") is not None]
+    if not answers:
+        return [f"  turn {i}: {ms:,.0f} ms from the caller's last word to the answer heard "
+                f"(measured by the caller: no call record to read)"
+                for i, ms in enumerate(heard, 1)]
+    lines = []
+    for i, turn in enumerate(answers, 1):
+        parts = turn.get("latency_parts") or {}
+        split = ", ".join(f"{LABELS[k]} {parts[k]:,.0f}" for k in PARTS if parts.get(k))
+        lines.append(f"  turn {i}: {turn['latency_ms']:,.0f} ms caller stopped → first answer "
+                     f"audio on the line" + (f" ({split})" if split else ""))
+    return lines
+
+
 async def _transcript(base_url: str, call_sid: str) -> dict | None:
     async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
         calls = (await client.get("/api/calls", params={"limit": 20})).json()["calls"]
@@ -185,9 +206,8 @@ async def run_call_command(args: argparse.Namespace) -> int:
     if args.out:
         write_wav(args.out, caller.heard_pcm(), 8000)
     print(f"call {call_id} to {args.agent} ({number})" + (f" over SIP to {sip}" if sip else ""))
-    for i, ms in enumerate(latencies, 1):
-        print(f"  turn {i}: caller stopped → agent audio in {ms:.0f} ms "
-              f"(includes the model's end-of-speech silence)")
+    for line in latency_lines(detail, latencies):
+        print(line)
     if detail:
         print(f"  model {detail['model']}, ended: {detail['end_reason']}, "
               f"cost ${detail['cost_usd'] or 0:.4f}")

@@ -18,6 +18,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from agentplatform.observability import charts
 from agentplatform.web import call_view
 from agentplatform.web.auth import csrf_token, session_of
 
@@ -48,10 +49,16 @@ def _since_start(call: Any) -> list[float]:
     return call_view.since_start(call.started_at, [t.created_at for t in call.turns])
 
 
+def _latency_legend(turns: Any) -> list[tuple[str, str, str]]:
+    """(part, label, colour) of the parts the call's latency chart shows."""
+    return charts.parts_in(charts.turn_bars(turns))
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals.update(csrf_token=csrf_token, session_of=session_of, static_url=static_url)
 templates.env.globals.update(detail_rows=call_view.detail_rows, end_text=call_view.end_text,
-                             offset_text=call_view.offset_text, since_start=_since_start)
+                             offset_text=call_view.offset_text, since_start=_since_start,
+                             latency_legend=_latency_legend)
 
 
 async def render(request: Request, name: str, context: Callable[[], dict[str, Any]], *,

@@ -91,7 +91,8 @@ async def seed(server: LocalServer) -> Seeded:
                            '{"first": "Monday at 9:30", "others": ["10:00", "10:30", "11:00"]}',
                            ok=True, duration_ms=212.0)
     writer.turn(ended, "assistant", "The first free slot is Monday at 9:30.",
-                latency_ms=1107.0, model_ms=787.0, tool_ms=212.0)
+                latency_ms=1107.0, model_ms=587.0, tool_ms=212.0,
+                parts={"end_of_turn": 500.0, "model": 375.0, "tools": 212.0, "other": 20.0})
     writer.turn(ended, "user", "Great, thanks, bye.")
     writer.turn(ended, "assistant", "Goodbye!", latency_ms=640.0, model_ms=420.0, tool_ms=0.0)
     writer.event(ended, "turn", {"turn_ms": 1200, "speech_stopped_ms": 1834.2,

@@ -161,11 +161,20 @@ async def test_a_call_record_reads_as_labelled_rows_with_times_and_one_end_reaso
         labels = await connected.locator("dt").all_inner_texts()
         values = await connected.locator("dd").all_inner_texts()
         times = await page.locator("#transcript td.at").all_inner_texts()
+        bar_labels = await page.eval_on_selector_all(
+            "svg.chart text", "els => els.map(e => e.textContent).filter(t => t.startsWith('turn'))")
+        first_bar = await page.get_attribute('svg.chart g.turn[data-turn="1"]', "data-ms")
+        legend = await page.locator("ul.legend li").all_inner_texts()
+        latency_cells = await page.locator('#transcript td[data-label="Latency"]').all_inner_texts()
     finally:
         await context.close()
     assert "caller hung up" in ended and "(caller hung up)" not in ended
     assert labels == ["Model", "Connect"] and values == ["openai/gpt-realtime", "412 ms"]
     assert len(times) == 5 and all(":" in t for t in times)
+    # One latency figure: the chart's bar, the transcript and the record agree.
+    assert bar_labels == ["turn 1", "turn 2"] and first_bar == "1107"
+    assert latency_cells[0] == "1107 ms"
+    assert legend[:2] == ["end-of-turn wait", "model first audio"] and "tools" in legend
 
 
 async def test_chat_shows_what_end_call_does_and_ends_the_conversation(

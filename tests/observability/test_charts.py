@@ -14,29 +14,38 @@ T = datetime(2026, 3, 10, tzinfo=UTC)
 
 
 def _turn(seq: int, role: str, latency: float | None = None, model: float | None = None,
-          tool: float | None = None) -> TurnPublic:
+          tool: float | None = None, parts: dict[str, float] | None = None) -> TurnPublic:
     return TurnPublic(id=seq, call_id="c", seq=seq, role=role, text="x", latency_ms=latency,
-                      model_ms=model, tool_ms=tool, created_at=T)
+                      model_ms=model, tool_ms=tool, latency_parts=parts, created_at=T)
 
 
 def _heights(svg: str, css: str) -> list[float]:
-    return [float(h) for h in re.findall(rf'class="{css}"[^>]*height="([\d.]+)"', svg)]
+    return [float(h) for h in re.findall(rf'<rect class="{css}"[^>]*height="([\d.]+)"', svg)]
 
 
-def test_latency_chart_has_a_bar_per_measured_answer_split_into_model_and_tool_time() -> None:
+def test_latency_chart_stacks_each_answer_s_parts_and_labels_the_bars_turn_1_to_n() -> None:
+    cascade = {"end_of_turn": 400, "stt": 150, "llm": 300, "tts": 100, "other": 50}
     turns = [_turn(1, "assistant"),  # the greeting: nobody spoke before it, no latency
-             _turn(2, "user"), _turn(3, "assistant", 800, 600, 0),
-             _turn(4, "user"), _turn(5, "assistant", 1600, 1500, 1000)]
-    assert [b.turn for b in turn_bars(turns)] == [3, 5]
+             _turn(2, "user"), _turn(3, "assistant", 1000, 550, 0, cascade),
+             _turn(4, "user"), _turn(5, "assistant", 1600, 1500, 1000)]  # an older record
+    bars = turn_bars(turns)
+    assert [(b.turn, b.seq) for b in bars] == [(1, 3), (2, 5)]
     svg = str(latency_chart(turns))
     assert svg.startswith("<svg") and svg.count("<title>") == 2
-    model, bridge, tool = _heights(svg, "model"), _heights(svg, "bridge"), _heights(svg, "tool")
+    assert re.findall(r">(turn \d+)</text>", svg) == ["turn 1", "turn 2"]
     # Axis top is 2,000 ms; the plot is 146 px tall.
     px = pytest.approx  # drawn to 0.1 px
-    assert model == px([600 / 2000 * 146, 500 / 2000 * 146], abs=0.05)
-    assert bridge == px([200 / 2000 * 146, 100 / 2000 * 146], abs=0.05)
-    assert tool == px([1000 / 2000 * 146], abs=0.05)
-    assert "1600 ms to first audio sent (model 1500 ms, tools 1000 ms)" in svg
+    assert _heights(svg, "end_of_turn") == px([400 / 2000 * 146], abs=0.05)
+    assert _heights(svg, "stt") == px([150 / 2000 * 146], abs=0.05)
+    assert _heights(svg, "llm") == px([300 / 2000 * 146], abs=0.05)
+    assert _heights(svg, "tts") == px([100 / 2000 * 146], abs=0.05)
+    # The older record: the model's share, its tools, and the rest after the model.
+    assert _heights(svg, "model") == px([500 / 2000 * 146], abs=0.05)
+    assert _heights(svg, "tools") == px([1000 / 2000 * 146], abs=0.05)
+    assert _heights(svg, "other") == px([50 / 2000 * 146, 100 / 2000 * 146], abs=0.06)
+    assert "turn 1: 1000 ms to first audio sent (end-of-turn wait 400 ms, speech-to-text" in svg
+    # A local agent's wait is never all "model".
+    assert 'class="model"' not in svg.split('data-turn="2"')[0]
 
 
 def test_no_measured_answer_draws_nothing() -> None:

@@ -29,7 +29,8 @@ def test_call_over_sip_prints_the_transcript_and_writes_what_the_caller_heard(
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "over SIP to 127.0.0.1:" in printed
-    assert "turn 1: caller stopped → agent audio in" in printed
+    # The server's figure, as the call page shows it, with where the time went.
+    assert "ms caller stopped → first answer audio on the line (end-of-turn wait" in printed
     assert "ended: caller_hung_up" in printed
     assert "user: Hi, I'd like to book an appointment." in printed
     with wave.open(str(out)) as heard:
