@@ -20,6 +20,15 @@ simulated caller of ``twilio_caller.py``, which plays what the server sends on
 Twilio's clock), and, when ``AsyncAmd`` was asked for, posts the ``AnsweredBy``
 callback. Every callback is signed with ``X-Twilio-Signature`` over its URL and form.
 
+It also keeps the account's phone numbers (``numbers=[…]``), as Twilio's
+IncomingPhoneNumbers resource does:
+
+* ``GET /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json?PhoneNumber=…`` —
+  the numbers (filtered to one by ``PhoneNumber``), in Twilio's list page shape.
+* ``POST /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers/{Sid}.json`` — sets
+  ``VoiceUrl``, ``VoiceMethod``, ``StatusCallback``, ``StatusCallbackMethod``; 404 with
+  code 20404 for a number the account does not have.
+
 Callees are scripted per number (``Callee``): a person who answers and listens, a
 machine that plays a greeting and a beep (and is reported ``machine_end_beep``
 once the beep has played, as ``DetectMessageEnd`` does), a busy line, one that rings
@@ -137,8 +146,15 @@ class TwilioRestServer:
 
     def __init__(self, *, callees: dict[str, Callee] | None = None,
                  account_sid: str = SIMULATED_ACCOUNT_SID,
-                 auth_token: str = SIMULATED_AUTH_TOKEN) -> None:
+                 auth_token: str = SIMULATED_AUTH_TOKEN,
+                 numbers: list[str] | tuple[str, ...] = ()) -> None:
         self.callees = dict(callees or {})
+        # The account's numbers: sid → the resource's fields (PN…, phone_number, voice_url…).
+        self.numbers: dict[str, dict[str, str]] = {
+            "PN" + secrets.token_hex(16): {"phone_number": n, "voice_url": "",
+                                           "voice_method": "POST", "status_callback": "",
+                                           "status_callback_method": "POST"}
+            for n in numbers}
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.calls: dict[str, SimulatedCall] = {}
@@ -146,9 +162,12 @@ class TwilioRestServer:
         self.rejected: list[tuple[int, int, str]] = []  # (status, code, message)
         self._tasks: set[asyncio.Task[None]] = set()
         base = f"/{API_VERSION}/Accounts/{{account}}/Calls"
+        numbers = f"/{API_VERSION}/Accounts/{{account}}/IncomingPhoneNumbers"
         app = Starlette(routes=[
             Route(base + ".json", self._create, methods=["POST"]),
             Route(base + "/{sid}.json", self._update, methods=["POST"]),
+            Route(numbers + ".json", self._list_numbers, methods=["GET"]),
+            Route(numbers + "/{sid}.json", self._update_number, methods=["POST"]),
         ])
         self._server = LoopbackServer(app)
 
@@ -229,6 +248,50 @@ class TwilioRestServer:
         self.calls[sid] = call
         self._spawn(self._run(call))
         return JSONResponse(self._resource(call), status_code=201)
+
+    def number_of(self, phone_number: str) -> dict[str, str] | None:
+        """The resource fields of one of the account's numbers."""
+        return next((n for n in self.numbers.values() if n["phone_number"] == phone_number),
+                    None)
+
+    def _number_resource(self, sid: str) -> dict[str, object]:
+        fields = self.numbers[sid]
+        return {"sid": sid, "account_sid": self.account_sid, "friendly_name":
+                fields["phone_number"], "api_version": API_VERSION, **fields,
+                "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers/"
+                       f"{sid}.json"}
+
+    async def _list_numbers(self, request: Request) -> Response:
+        account = request.path_params["account"]
+        refused = self._authorized(request, account)
+        if refused is not None:
+            return refused
+        self.requests.append((request.url.path, list(request.query_params.multi_items())))
+        wanted = request.query_params.get("PhoneNumber")
+        found = [self._number_resource(sid) for sid, n in self.numbers.items()
+                 if wanted is None or n["phone_number"] == wanted]
+        uri = f"/{API_VERSION}/Accounts/{account}/IncomingPhoneNumbers.json"
+        return JSONResponse({"incoming_phone_numbers": found, "page": 0, "page_size": 50,
+                             "start": 0, "end": max(len(found) - 1, 0), "uri": uri,
+                             "first_page_uri": uri, "next_page_uri": None,
+                             "previous_page_uri": None})
+
+    async def _update_number(self, request: Request) -> Response:
+        account = request.path_params["account"]
+        refused = self._authorized(request, account)
+        if refused is not None:
+            return refused
+        form = dict(await self._form(request))
+        sid = request.path_params["sid"]
+        if sid not in self.numbers:
+            return self._reject(404, 20404, f"The requested resource {request.url.path} "
+                                             "was not found")
+        for name, key in (("VoiceUrl", "voice_url"), ("VoiceMethod", "voice_method"),
+                          ("StatusCallback", "status_callback"),
+                          ("StatusCallbackMethod", "status_callback_method")):
+            if name in form:
+                self.numbers[sid][key] = form[name]
+        return JSONResponse(self._number_resource(sid))
 
     def _resource(self, call: SimulatedCall) -> dict[str, object]:
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{call.sid}.json"

@@ -26,6 +26,7 @@ def install_admin(app: FastAPI, settings: Settings, *, public_paths: tuple[str, 
     from agentplatform.web.chat_routes import router as chat_router
     from agentplatform.web.dial_admin import router as dial_admin_router
     from agentplatform.web.live_calls import router as live_calls_router
+    from agentplatform.web.numbers_admin import router as numbers_router
     from agentplatform.web.login import router as login_router
 
     access = Access(settings, revocations=getattr(app.state, "single_use", None),
@@ -38,6 +39,7 @@ def install_admin(app: FastAPI, settings: Settings, *, public_paths: tuple[str, 
     app.include_router(browser_call_router)
     app.include_router(dial_admin_router)
     app.include_router(live_calls_router)
+    app.include_router(numbers_router)
     _close_chats_at_shutdown(app)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

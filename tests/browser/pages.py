@@ -140,4 +140,5 @@ def page_paths(seeded: Seeded) -> dict[str, str]:
         "campaign-new": "/campaigns/new",
         "campaign": f"/campaigns/{seeded.campaign}",
         "login": "/login",
+        "numbers": "/numbers",
     }

@@ -226,3 +226,26 @@ async def test_a_live_call_appears_by_itself_shows_its_transcript_and_an_admin_h
     finally:
         await context.close()
     assert code is not None
+
+
+async def test_a_number_is_pointed_at_this_server_on_twilio_from_the_numbers_page(
+        tmp_path, browser) -> None:
+    from agentplatform.testing.stack import local_server
+    from agentplatform.testing.twilio_rest_server import SIMULATED_ACCOUNT_SID, TwilioRestServer
+
+    async with TwilioRestServer(numbers=["+15555550100"]) as twilio:
+        settings = make_settings(tmp_path, twilio_account_sid=SIMULATED_ACCOUNT_SID,
+                                 twilio_api_base_url=twilio.url, public_url="http://voice.test")
+        async with local_server(settings) as server:
+            context, page = await open_at(browser, 390)
+            try:
+                await page.goto(server.base_url + "/numbers")
+                voice = await page.inner_text("#voice-url")
+                await page.click('[data-number="+15555550100"] button')
+                await page.wait_for_selector("#number-ok")
+                await page.screenshot(path=str(SHOTS / "page-390--numbers-pointed.png"),
+                                      full_page=True)
+            finally:
+                await context.close()
+    assert voice == "http://voice.test/twilio/voice"
+    assert twilio.number_of("+15555550100")["voice_url"] == voice
