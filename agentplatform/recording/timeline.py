@@ -57,6 +57,7 @@ class Timeline:
         self.caller_end = 0  # just after the newest caller sample
         self.agent_end = 0  # just after the newest placed agent sample
         self.clipped = 0  # agent samples that arrived for an already-written stretch
+        self._late_before = False  # the previous echo came much later than expected
         # Least seen time from sending audio to its playing (samples), from echoes.
         self.play_delay: int | None = None
         self._left = bytearray()  # caller, from ``written`` on
@@ -143,8 +144,14 @@ class Timeline:
             before = starts[-2] + len(run[-2].audio) if len(run) > 1 else self.agent_end
             observed = ended - len(last.audio)
             # An echo arrives late by up to a tick plus network jitter, never early, so
-            # only a much later one means the line stalled where sending could not tell.
-            if observed - starts[-1] > 2 * self.slack or starts[-1] - observed > self.slack:
+            # only a much later one means the line stalled where sending could not tell —
+            # and only if the next echo says so too: one late echo is as likely our own
+            # process having been busy (the echoes behind it then come in a burst).
+            excess = observed - starts[-1]
+            late = excess > 2 * self.slack
+            confirmed = late and (self._late_before or self.play_delay is None)
+            self._late_before = late and not confirmed
+            if confirmed or -excess > self.slack:
                 moved = max(before, observed) - starts[-1]
                 # Later: the chunks played back to back before it (their echoes lost)
                 # move with it; earlier: only it, never over the one before.

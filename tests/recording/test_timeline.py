@@ -125,3 +125,27 @@ def test_item_starts_say_where_each_answer_begins():
     timeline.agent_sent("b", "second", _audio(0x21, 100), sent_at=0)
     timeline.agent_played("b", now=1200 * MS)
     assert timeline.item_starts == {"first": 1000 * MS, "second": 1100 * MS}
+
+
+def test_one_late_echo_from_a_busy_moment_does_not_break_the_agents_speech():
+    timeline = Timeline()
+    timeline.caller(0, _audio(0x10, 2000))
+    for n, value in enumerate((0x20, 0x21, 0x22)):
+        timeline.agent_sent(f"m{n}", "item", _audio(value, 100), sent_at=0)
+    timeline.agent_played("m0", now=600 * MS)
+    timeline.agent_played("m1", now=780 * MS)  # handled 80 ms late, with the next one
+    timeline.agent_played("m2", now=781 * MS)
+    _, right = _tracks(timeline.take_all())
+    assert _runs(right) == [(0x20, 500, 100), (0x21, 600, 100), (0x22, 700, 100)]
+
+
+def test_echoes_late_again_and_again_mean_the_line_stalled_and_move_the_audio():
+    timeline = Timeline()
+    timeline.caller(0, _audio(0x10, 2000))
+    for n, value in enumerate((0x20, 0x21, 0x22)):
+        timeline.agent_sent(f"m{n}", "item", _audio(value, 100), sent_at=0)
+    timeline.agent_played("m0", now=600 * MS)
+    timeline.agent_played("m1", now=780 * MS)  # the carrier stalled 80 ms...
+    timeline.agent_played("m2", now=880 * MS)  # ...as the next echo confirms
+    _, right = _tracks(timeline.take_all())
+    assert _runs(right) == [(0x20, 500, 100), (0x21, 600, 100), (0x22, 780, 100)]
