@@ -28,6 +28,7 @@ from agentplatform.limits.drain import Drain
 from agentplatform.limits.gate import CallGate, open_limit_store
 from agentplatform.limits.headroom import Headroom, HeadroomCollector, Limits
 from agentplatform.observability.logging import bind_call
+from agentplatform.observability.startup import announce_agents
 from agentplatform.observability.metrics import Gauges, PlatformMetrics
 from agentplatform.outbound import Dialer
 from agentplatform.records import EndReason
@@ -251,6 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 engine, catalog=catalog, interval=settings.call_lease_seconds / 4))
             drain.install(asyncio.get_running_loop(), platform.drain_then_exit)
             app.state.access.announce()
+            announce_agents(store, catalog, settings)
             warming = _warm_cascade(store, catalog)
             for problem_file, issues in store.problems.items():
                 for issue in issues:

@@ -167,6 +167,7 @@ class CallSession:
         self._to_carrier = None
         self._out_bytes_per_ms = 48.0
         self._speech_stopped_at: float | None = None
+        self._started_at = time.monotonic()
         self._tool_ms_in_turn = 0.0
         self._turn_waited_ms = 0.0  # end-of-turn wait the model spent before saying so
         self._turn_notice: SessionNotice | None = None  # a cascade's own split of the turn
@@ -197,6 +198,10 @@ class CallSession:
         metrics.active_calls += 1
         metrics.calls_total += 1
         set_call_id(self.call_id)  # every log line of this call (and its tasks) names it
+        self._started_at = time.monotonic()
+        log.info("call started: %s %s → %s, agent %s, model %s%s", info.carrier,
+                 info.from_number or "?", info.to_number or "?", self.agent.name,
+                 self.agent.model, " (outbound)" if info.outbound is not None else "")
         if self.deps.observer is not None:
             self.deps.observer.calls_started.inc()
         self.deps.recorder.call_started(CallStart(
@@ -364,6 +369,9 @@ class CallSession:
             self.deps.recorder.event(self.call_id, "malformed_frames",
                                      {str(k): n for k, n in self.audio.malformed_counts.items()})
         self.deps.recorder.call_ended(self.call_id, reason, self.end_detail)
+        log.info("call ended: %s%s after %.1f s", reason.value,
+                 f" ({self.end_detail})" if self.end_detail else "",
+                 time.monotonic() - self._started_at)
 
     async def _release_carrier(self, reason: EndReason) -> None:
         if reason is EndReason.CALLER_HUNG_UP:

@@ -53,11 +53,21 @@ class CallContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         carrier_call_id = carrier_call_id_var.get()
-        # Before the platform id is minted (webhook, admission) the carrier's id names it.
-        record.call_id = call_id_var.get() or carrier_call_id or "-"
+        # Before the platform id is minted (webhook, admission) the carrier's id names it;
+        # outside any call's task (a SIP datagram, a webhook, a writer thread) a line
+        # that says "call <id>: …" names its call itself.
+        record.call_id = call_id_var.get() or carrier_call_id or _named_call(record) or "-"
         record.carrier_call_id = carrier_call_id
         record.agent = agent_var.get()
         return True
+
+
+def _named_call(record: logging.LogRecord) -> str:
+    """The id of a line logged as ``log.x("call %s…", call_id, …)``, else ''."""
+    if isinstance(record.msg, str) and record.msg.startswith("call %s") \
+            and isinstance(record.args, tuple) and record.args:
+        return str(record.args[0])[:64]
+    return ""
 
 
 class JsonFormatter(logging.Formatter):

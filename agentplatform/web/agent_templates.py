@@ -13,10 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentplatform.agents.spec import AgentSpec
-from agentplatform.catalog import Catalog
-from agentplatform.config import Settings
-from agentplatform.errors import CatalogError
 
 FOLDER = Path(__file__).with_name("new_agents")
 
@@ -59,21 +55,6 @@ def template_text(key: str, *, name: str, description: str) -> str:
 def _quoted(value: str) -> str:
     one_line = " ".join(value.split())
     return '"' + one_line.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def missing_keys(spec: AgentSpec, catalog: Catalog, settings: Settings) -> list[str]:
-    """The settings (upper-case, as environment variables) this agent needs but that
-    are empty here: its model's provider key, and its speech services' keys when it
-    runs the cascade."""
-    needed: list[str] = []
-    try:
-        needed.append(catalog.model(spec.model).provider.key_setting)
-        if not spec.voice_streaming:
-            needed.append(catalog.stt_service(spec.cascade.stt.service).key_setting)
-            needed.append(catalog.tts_service(spec.cascade.tts.service).key_setting)
-    except (CatalogError, AttributeError):
-        return ["(a model or service this server's catalog lacks)"]
-    return sorted({s.upper() for s in needed if s and not getattr(settings, s, "")})
 
 
 def preferred(missing: dict[str, list[str]]) -> str:

@@ -23,6 +23,7 @@ from agentplatform.agents import offload
 from agentplatform.agents.examine import Examined, examine_text
 from agentplatform.agents.issues import AgentInvalid, AgentNotFound, Issue, errors_in, warnings_in
 from agentplatform.agents.spec import AgentSpec
+from agentplatform.agents.keys import missing_keys
 from agentplatform.agents.store import AgentStore
 from agentplatform.agents.validation import SMALL_TOKEN_CAP
 from agentplatform.agents.yamlio import REMOVE, set_fields
@@ -144,7 +145,7 @@ async def _template_specs(request: Request) -> dict[str, AgentSpec | None]:
 async def _templates_missing(request: Request) -> dict[str, list[str]]:
     """Per template, the keys it needs that this server lacks (empty: it can run)."""
     platform = request.app.state.platform
-    return {key: agent_templates.missing_keys(spec, platform.catalog, platform.settings)
+    return {key: missing_keys(spec, platform.catalog, platform.settings)
             if spec is not None else ["(the template does not load)"]
             for key, spec in (await _template_specs(request)).items()}
 

@@ -13,11 +13,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse
 
+from agentplatform.agents.keys import missing_keys
 from agentplatform.carriers.twilio.numbers import point_number
 from agentplatform.carriers.twilio.routes import STATUS_PATH, VOICE_PATH, stream_url
 from agentplatform.config import Settings
 from agentplatform.errors import CarrierError
-from agentplatform.web import agent_templates
 from agentplatform.web.auth import require_csrf
 from agentplatform.web.templating import templates
 
@@ -62,7 +62,7 @@ def _page(request: Request, result: dict[str, str] | None = None,
     platform = request.app.state.platform
     settings = platform.settings
     agents = [{"name": a.name, "numbers": list(a.spec.phone_numbers),
-               "missing": agent_templates.missing_keys(a.spec, platform.catalog, settings)}
+               "missing": missing_keys(a.spec, platform.catalog, settings)}
               for a in sorted(platform.store.agents.values(), key=lambda a: a.name)]
     carriers = carrier_settings(settings)
     return templates.TemplateResponse(request, "numbers.html", {
