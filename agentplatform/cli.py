@@ -21,7 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
     # A served process sheds calls it has no room for (OVERLOAD_SHEDDING=false: never).
     os.environ.setdefault("OVERLOAD_SHEDDING", "true")
     try:
-        workers = serving.parse_workers(args.workers)
+        workers = serving.parse_workers(getattr(args, "workers", "1"))
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -38,12 +38,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     port = args.port or settings.port
-    if workers > 1 and args.worker_fd is None:
+    worker_fd = getattr(args, "worker_fd", None)  # set in a worker by the supervisor
+    if workers > 1 and worker_fd is None:
         sock = serving.bind(host, port)
         worker_argv = ["serve", "--host", host, "--port", str(port)]
         return serving.Supervisor(sock, workers, worker_argv).run()
     serving.run_app(create_app(settings), host=host, port=port, log_level=settings.log_level,
-                    fd=args.worker_fd)
+                    fd=worker_fd)
     return 0
 
 

@@ -60,7 +60,12 @@ class Limits:
 
 
 def decide(f: Figures, limits: Limits) -> str | None:
-    """``None`` to take one more call, else why not (for the log and the record)."""
+    """``None`` to take one more call, else why not (for the log and the record).
+
+    A process with no call live or arriving always takes one: shedding protects live
+    calls, and a slow loop with none (start-up, a busy machine) is not theirs to blame."""
+    if not f.live_calls and not f.arriving_calls:
+        return None
     if limits.max_calls and f.live_calls + f.arriving_calls >= limits.max_calls:
         return f"process at its cap of {limits.max_calls} calls"
     if limits.max_lag_ms and f.lag_p99_ms > limits.max_lag_ms:

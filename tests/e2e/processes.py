@@ -32,7 +32,10 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agentplatform.cli", "serve", "--host", "127.0.0.1",
              "--port", str(self.port)],
-            env={**os.environ, "LOG_LEVEL": "info", **env}, cwd=workdir,
+            # Shedding is tested in tests/limits; here a loaded test machine must not
+            # turn these calls away as busy.
+            env={**os.environ, "LOG_LEVEL": "info", "OVERLOAD_SHEDDING": "false", **env},
+            cwd=workdir,
             stdout=self._log, stderr=subprocess.STDOUT,
         )
 

@@ -14,7 +14,12 @@ from agentplatform.limits.admission import Admission
 from agentplatform.limits.drain import Drain
 from agentplatform.limits.gate import CallGate
 from agentplatform.limits.headroom import (
-    PRIOR_CPU_PER_CALL, Figures, Headroom, HeadroomCollector, Limits, decide,
+    PRIOR_CPU_PER_CALL,
+    Figures,
+    Headroom,
+    HeadroomCollector,
+    Limits,
+    decide,
 )
 from agentplatform.limits.store import DatabaseLimitStore
 from agentplatform.observability.metrics import PlatformMetrics
@@ -110,3 +115,7 @@ async def test_an_overloaded_process_answers_busy_records_it_and_exports_it(
     exported = generate_latest(metrics.registry).decode()
     assert "agentplatform_calls_shed_total 1.0" in exported
     assert 'agentplatform_calls_refused_total{reason="busy"} 1.0' in exported
+
+
+def test_a_process_with_no_call_takes_one_however_slow_its_loop() -> None:
+    assert decide(Figures(lag_p99_ms=500.0, cpu=0.99, live_calls=0, arriving_calls=0), LIMITS) is None
