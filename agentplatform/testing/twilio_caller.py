@@ -22,7 +22,8 @@ Its messages are built and checked by ``twilio_wire`` (written from Twilio's
 documentation), never by the adapter's own ``carriers/twilio/media.py``, so the
 simulator referees the adapter instead of sharing its reading of the protocol.
 
-``speed`` runs both clocks faster than real time; ``realtime=False`` sends the
+``line`` impairs the caller's line (noise, lost frames, jitter); ``speed`` runs both
+clocks faster than real time; ``realtime=False`` sends the
 caller's speech as fast as the socket takes it (idle silence stays paced).
 """
 
@@ -47,6 +48,7 @@ from websockets.exceptions import ConnectionClosed
 
 from agentplatform.carriers.twilio.signature import SIGNATURE_HEADER, sign
 from agentplatform.testing import twilio_wire as twilio
+from agentplatform.testing.line_impairments import LineImpairments
 
 BYTES_PER_MS = 8  # μ-law 8 kHz mono
 _SILENCE_FRAME = bytes([twilio.ULAW_SILENCE]) * twilio.FRAME_BYTES
@@ -128,7 +130,7 @@ class TwilioCaller:
         self, base_url: str, *, to: str, from_: str = "+15555550100",
         auth_token: str | None = SIMULATED_AUTH_TOKEN, public_url: str | None = None,
         speed: float = 1.0, realtime: bool = True, voice_path: str = "/twilio/voice",
-        status_path: str = "/twilio/status",
+        status_path: str = "/twilio/status", line: LineImpairments | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -138,6 +140,8 @@ class TwilioCaller:
         self.public_url = (public_url or self.base_url).rstrip("/")
         self.speed, self.realtime = speed, realtime
         self.voice_path, self.status_path = voice_path, status_path
+        # Noise, lost frames and jitter on the caller's line (``line_impairments.py``).
+        self.line = line if line is not None and line.active else None
         self.call_sid, self.account_sid, self.stream_sid = _sid("CA"), _sid("AC"), _sid("MZ")
 
         self.answer: TwimlAnswer | None = None
@@ -274,6 +278,9 @@ class TwilioCaller:
                     payload = _SILENCE_FRAME
                 chunk += 1
                 self._seq += 1
+                if self.line is not None:
+                    payload = self.line.frame(payload)
+                    await asyncio.sleep(self.line.delay_s())
                 await self._send(twilio.encode(twilio.media(
                     stream_sid=self.stream_sid, sequence_number=self._seq, chunk=chunk,
                     timestamp=(chunk - 1) * twilio.FRAME_MS, payload=payload,
