@@ -45,7 +45,9 @@
   });
   const streaming = document.getElementById("f-streaming");
   const cascade = document.getElementById("cascade-box");
-  function syncStreaming() { if (streaming && cascade) cascade.style.opacity = streaming.checked ? "0.55" : "1"; }
+  // With voice streaming on the cascade box is not used: say so (fading it would make
+  // its text too faint to read).
+  function syncStreaming() { if (streaming && cascade) cascade.classList.toggle("unused", streaming.checked); }
   if (streaming) { streaming.addEventListener("change", syncStreaming); syncStreaming(); }
 
   document.querySelectorAll("textarea.json").forEach(area => {

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from agentplatform.chat.conversations import Conversations
@@ -43,7 +44,13 @@ def install_admin(app: FastAPI, settings: Settings, *, public_paths: tuple[str, 
     _close_chats_at_shutdown(app)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+        app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     return access
+
+
+async def _favicon() -> FileResponse:
+    """Browsers ask for /favicon.ico before reading a page's icon link."""
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
 
 def _close_chats_at_shutdown(app: FastAPI) -> None:

@@ -249,3 +249,35 @@ async def test_a_number_is_pointed_at_this_server_on_twilio_from_the_numbers_pag
                 await context.close()
     assert voice == "http://voice.test/twilio/voice"
     assert twilio.number_of("+15555550100")["voice_url"] == voice
+
+
+async def test_every_page_passes_axe_and_shows_where_the_keyboard_is(
+        seeded: Seeded, browser) -> None:
+    from axe_playwright_python.async_playwright import Axe
+
+    axe = Axe()
+    context, page = await open_at(browser, 390)
+    found: dict[str, list[str]] = {}
+    try:
+        icon = await page.request.get(seeded.base_url + "/favicon.ico")
+        for name, path in page_paths(seeded).items():
+            await page.goto(seeded.base_url + path)
+            results = await axe.run(page)
+            problems = [f"{v['id']} ({v['impact']}): "
+                        + "; ".join(n["target"][0] for n in v["nodes"][:3])
+                        for v in results.response["violations"]]
+            if problems:
+                found[name] = problems
+        await page.goto(seeded.base_url + "/agents/front-desk")
+        await page.keyboard.press("Tab")
+        ring = await page.evaluate("""() => {
+            const s = getComputedStyle(document.activeElement);
+            return [document.activeElement.tagName, s.outlineStyle, s.outlineWidth]; }""")
+        has_icon = await page.locator('link[rel="icon"]').count()
+    finally:
+        await context.close()
+    (SHOTS.parent / "axe-violations.json").write_text(json.dumps(found, indent=1))
+    assert not found, found
+    assert ring[1] != "none" and ring[2] != "0px", ring
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg")
+    assert has_icon == 1
