@@ -77,6 +77,7 @@ class ArqQueue:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        await self.runner.let_ringing_go()
 
 
 def _report_exit(task: asyncio.Task[None]) -> None:

@@ -81,3 +81,4 @@ class LocalQueue:
             _, late = await asyncio.wait(list(self._dials), timeout=STOP_WAIT_SECONDS)
             for task in late:
                 task.cancel()
+        await self.runner.let_ringing_go()

@@ -69,6 +69,14 @@ class CampaignRunner:
         return await asyncio.to_thread(store.recover, self.engine, self.clock(),
                                        not_mine_of=self.owner)
 
+    async def let_ringing_go(self) -> None:
+        """At stop, after the last dial: numbers this process is still ringing will
+        be tried again (``store.interrupt_ringing``)."""
+        count = await asyncio.to_thread(store.interrupt_ringing, self.engine, self.owner,
+                                        self.clock())
+        if count:
+            log.info("campaigns: %d calls still ringing at stop will be tried again", count)
+
     async def give_back(self, claim: Claim) -> None:
         """A claim this process will not dial (it is stopping): pending again."""
         await asyncio.to_thread(store.release_claim, self.engine, claim.contact_id,
@@ -82,7 +90,7 @@ class CampaignRunner:
                                     self.clock())
             return None
         ticket = await asyncio.to_thread(store.start_dial, self.engine, contact_id, token,
-                                         self.clock())
+                                         self.clock(), self.owner)
         if ticket is None:
             return None
         try:

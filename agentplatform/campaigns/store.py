@@ -62,7 +62,13 @@ PLATFORM_RETRY = timedelta(seconds=10)
 # held until the budget day (UTC) turns — and the number waits, not counted.
 PAUSING_REFUSALS = frozenset({"unknown_agent", "carrier_unavailable"})
 HOLDING_REFUSALS = frozenset({EndReason.OVER_BUDGET.value})
-INTERRUPTED = "interrupted"  # the process died while dialing: counted, retried
+INTERRUPTED = "interrupted"  # our server stopped before the callee answered: retried
+# Ends that are our server's doing: on a call nobody had answered yet, the callee was
+# never reached, so the number is tried again.
+OUR_ENDINGS = frozenset({EndReason.SERVER_SHUTDOWN.value, EndReason.SERVER_LOST.value,
+                         EndReason.DRAINING.value})
+# A placed call's record says it is not answered yet (``outbound/``).
+NOT_ANSWERED_STATUSES = ("queued", "ringing")
 TRANSITIONS = {
     "pause": ({"running"}, "paused"),
     "resume": ({"paused", "draft"}, "running"),
@@ -256,15 +262,19 @@ def settle(engine: Engine, now: datetime) -> int:
     settled = 0
     with Session(engine) as session:
         ended = session.exec(
-            select(CampaignContact, Call.end_reason, Call.end_detail, Call.ended_at, Campaign)
+            select(CampaignContact, Call.end_reason, Call.end_detail, Call.ended_at,
+                   Call.model_connected_at, Campaign)
             .join(Call, Call.id == CampaignContact.current_call_id)
             .join(Campaign, Campaign.id == CampaignContact.campaign_id)
             .where(CampaignContact.status == "dialing", col(Call.ended_at).is_not(None))
             .limit(500)).all()
-        for contact, reason, detail, ended_at, campaign in ended:
+        for contact, reason, detail, ended_at, connected_at, campaign in ended:
+            reason = reason or EndReason.COMPLETED.value
+            if reason in OUR_ENDINGS and connected_at is None:
+                reason = INTERRUPTED  # our server went away before anyone answered
             # The wait before a retry runs from when the call ended.
-            if _conclude(session, contact, campaign, reason or EndReason.COMPLETED.value,
-                         detail or "", min(now, ended_at or now)):
+            if _conclude(session, contact, campaign, reason, detail or "",
+                         min(now, ended_at or now)):
                 settled += 1
         session.commit()
     return settled
@@ -435,10 +445,12 @@ def _claim_contacts(session: Session, campaign: Campaign, wanted: int, now: date
 # ---------------------------------------------------------------- one dial
 
 
-def start_dial(engine: Engine, contact_id: int, token: str, now: datetime) -> DialTicket | None:
-    """Mark the claimed contact as being dialed — only if the claim is still ours, not
-    yet dialed, and the campaign still running; else ``None`` (a paused campaign's
-    claim goes back to pending, not counted)."""
+def start_dial(engine: Engine, contact_id: int, token: str, now: datetime,
+               owner: str | None = None) -> DialTicket | None:
+    """Mark the claimed contact as being dialed (by ``owner``, which may not be the
+    process that claimed it) — only if the claim is still ours, not yet dialed, and
+    the campaign still running; else ``None`` (a paused campaign's claim goes back to
+    pending, not counted)."""
     with Session(engine) as session:
         running = exists().where(Campaign.id == CampaignContact.campaign_id,
                                  Campaign.status == "running")
@@ -447,7 +459,8 @@ def start_dial(engine: Engine, contact_id: int, token: str, now: datetime) -> Di
             CampaignContact.status == "dialing", col(CampaignContact.dial_started_at).is_(None),
             running,
         ).values(dial_started_at=now, attempts=CampaignContact.attempts + 1,
-                 claimed_until=now + timedelta(seconds=CLAIM_SECONDS), updated_at=now))
+                 claimed_until=now + timedelta(seconds=CLAIM_SECONDS), updated_at=now,
+                 **({"claimed_by": owner[:64]} if owner else {})))
         if started.rowcount != 1:  # type: ignore[attr-defined]
             # Not running any more (or never ours): give an undialed claim back.
             _release(session, contact_id, token, now)
@@ -479,6 +492,27 @@ def release_claim(engine: Engine, contact_id: int, token: str, now: datetime) ->
     with Session(engine) as session:
         _release(session, contact_id, token, now)
         session.commit()
+
+
+def interrupt_ringing(engine: Engine, owner: str, now: datetime) -> int:
+    """This server is stopping: the calls it placed that still ring will be cancelled
+    by their carrier, so their numbers are let go now as interrupted attempts (tried
+    again after the back-off) rather than given the carrier's ending. Returns how many."""
+    interrupted = 0
+    with Session(engine) as session:
+        ringing = session.exec(
+            select(CampaignContact, Campaign)
+            .join(Call, Call.id == CampaignContact.current_call_id)
+            .join(Campaign, Campaign.id == CampaignContact.campaign_id)
+            .where(CampaignContact.status == "dialing", CampaignContact.claimed_by == owner,
+                   col(Call.ended_at).is_(None),
+                   col(Call.status).in_(NOT_ANSWERED_STATUSES))).all()
+        for contact, campaign in ringing:
+            if _conclude(session, contact, campaign, INTERRUPTED,
+                         "the server stopped while the call rang", now):
+                interrupted += 1
+        session.commit()
+    return interrupted
 
 
 def dial_placed(engine: Engine, contact_id: int, token: str, call_id: str,
@@ -538,5 +572,5 @@ def dial_refused(engine: Engine, contact_id: int, token: str, reason: str, detai
 __all__ = ["CLAIM_SECONDS", "STATUSES", "CampaignConflict", "CampaignSettings",
            "Claim", "DialTicket", "TickReport", "after_outcome", "campaign_detail",
            "claim_due", "complete_finished", "create_campaign", "dial_placed", "dial_refused",
-           "list_campaigns", "new_owner", "recover", "release_claim", "set_status", "settle",
-           "start_dial", "tick"]
+           "interrupt_ringing", "list_campaigns", "new_owner", "recover", "release_claim",
+           "set_status", "settle", "start_dial", "tick"]

@@ -1,6 +1,7 @@
 """Simulated callees for the campaign runner's tests: a dial records a call as the
 dial service would and, unless held, ends it at once with the number's next
-scripted outcome (default: answered and completed)."""
+scripted outcome (default: answered and completed). A held call rings until the
+test answers it (``answer_all``) and ends it (``hang_up_all``)."""
 
 from __future__ import annotations
 
@@ -65,11 +66,20 @@ class Callees:
                              requested_model="openai/gpt-realtime",
                              from_number=ticket.from_number, to_number=ticket.to_number,
                              started_at=now, ended_at=now if outcome else None,
-                             end_reason=outcome))
+                             end_reason=outcome, status="ended" if outcome else "ringing"))
             session.commit()
 
+    async def answer_all(self) -> None:
+        """The held calls are answered: a conversation with the agent's model."""
+        for call_id in self.open:
+            await asyncio.to_thread(self._update, call_id, status="in_progress",
+                                    model_connected_at=self.clock())
+
     def _end(self, call_id: str, outcome: str, at: datetime) -> None:
+        self._update(call_id, ended_at=at, end_reason=outcome, status="ended")
+
+    def _update(self, call_id: str, **values: object) -> None:
         with Session(self.engine) as session:
             session.execute(update(Call).where(Call.id == call_id).values(  # type: ignore[arg-type]
-                ended_at=at, end_reason=outcome))
+                **values))
             session.commit()

@@ -375,14 +375,13 @@ async def test_a_stopping_queue_leaves_no_claim_behind(sqlite_engine: Engine) ->
         while not callees.dialed:
             await asyncio.sleep(0.01)
     await queue.stop()
-    contacts = _contacts(sqlite_engine).values()
-    dialing = [c for c in contacts if c.status == "dialing"]
-    # Every contact still "dialing" has its call (the record decides its outcome);
-    # those that were waiting for their slot are pending again, not counted.
-    assert sorted(c.number for c in dialing) == sorted(callees.dialed)
-    assert all(c.current_call_id for c in dialing)
-    assert {(c.status, c.attempts, c.claim_token) for c in contacts if c not in dialing} == \
-        {("pending", 0, None)}
+    contacts = _contacts(sqlite_engine)
+    # The calls placed still ring: tried again later, as interrupted attempts; the
+    # claims waiting for their slot are pending again, not counted.
+    assert {(c.status, c.attempts, c.last_outcome, c.claim_token) for n, c in contacts.items()
+            if n in callees.dialed} == {("pending", 1, "interrupted", None)}
+    assert {(c.status, c.attempts, c.claim_token) for n, c in contacts.items()
+            if n not in callees.dialed} == {("pending", 0, None)}
 
 
 async def test_a_refusal_about_the_campaign_pauses_it_and_costs_no_attempt(
@@ -426,3 +425,42 @@ async def test_a_spent_budget_holds_the_campaign_until_the_next_utc_day(
     clock.advance(1)
     await _round(runner)
     assert sorted(callees.dialed) == numbers
+
+
+async def test_numbers_still_ringing_when_the_server_stops_are_tried_again(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    ringing, talking = _numbers(2)
+    callees = Callees(sqlite_engine, hold=True, clock=clock,
+                      script={ringing: ["failed"], talking: ["server_shutdown"]})
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    _campaign(sqlite_engine, [talking], clock, retry_backoff_seconds=60)
+    await _round(runner)
+    await callees.answer_all()  # this one is a conversation by now
+    _campaign(sqlite_engine, [ringing], clock, retry_backoff_seconds=60)
+    await _round(runner)
+    await runner.let_ringing_go()
+    # The carrier then cancels the ringing call (recorded failed) and the server
+    # ends the conversation (server_shutdown).
+    await callees.hang_up_all()
+    restarted = CampaignRunner(sqlite_engine, callees, clock=clock)
+    await _round(restarted)
+    contacts = _contacts(sqlite_engine)
+    assert (contacts[ringing].status, contacts[ringing].attempts,
+            contacts[ringing].last_outcome) == ("pending", 1, "interrupted")
+    assert (contacts[talking].status, contacts[talking].last_outcome) == \
+        ("done", "server_shutdown")  # reached: never called again
+    clock.advance(60)
+    await _round(restarted)
+    assert callees.times_dialed() == {ringing: 2, talking: 1}
+
+
+async def test_a_call_lost_with_its_server_before_anyone_answered_is_tried_again(
+        sqlite_engine: Engine, clock: Clock) -> None:
+    number = _numbers(1)[0]
+    callees = Callees(sqlite_engine, clock=clock, script={number: ["server_lost"]})
+    runner = CampaignRunner(sqlite_engine, callees, clock=clock)
+    _campaign(sqlite_engine, [number], clock, retry_backoff_seconds=60)
+    await _round(runner)
+    await _round(runner)
+    contact = _contacts(sqlite_engine)[number]
+    assert (contact.status, contact.last_outcome) == ("pending", "interrupted")
