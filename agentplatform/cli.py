@@ -1,4 +1,4 @@
-"""The command line: ``agentplatform serve | agents list|validate | call | dial | chat | bench |
+"""The command line: ``agentplatform serve | agents list|validate | call | dial | chat | test | bench |
 hash-password | db upgrade``."""
 
 from __future__ import annotations
@@ -74,6 +74,12 @@ def _chat(args: argparse.Namespace) -> int:
     from agentplatform.chat.terminal import run_chat_command
 
     return asyncio.run(run_chat_command(args))
+
+
+def _test(args: argparse.Namespace) -> int:
+    from agentplatform.scenarios.command import run_test_command
+
+    return run_test_command(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -179,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--url", help="a running server (default: in-process, this machine's settings)")
     chat.add_argument("--api-key", help="the server's API key (default: API_KEY)")
     chat.set_defaults(func=_chat)
+
+    from agentplatform.scenarios.command import add_test_arguments
+
+    test = sub.add_parser("test", help="run conversation scenarios (scenarios/*.yaml) as text "
+                                       "or as simulated phone calls; exit 0 pass, 1 fail, 2 bad file")
+    add_test_arguments(test)
+    test.set_defaults(func=_test)
 
     from agentplatform.outbound.command import add_dial_arguments
 

@@ -206,3 +206,25 @@ async def _check(scenario: Scenario, record: ConversationRecord,
         results.append(AssertionResult(index, assertion.describe(), outcome.status,
                                        outcome.message))
     return results
+
+
+async def run_all(scenarios: list[Scenario], options: RunOptions, *, repeat: int = 1,
+                  settings: Settings | None = None,
+                  progress: Callable[[ScenarioResult], None] | None = None,
+                  ) -> list[list[ScenarioResult]]:
+    """Every scenario ``repeat`` times, one after another (a call mode run is real
+    time, and runs side by side would measure each other)."""
+    settings = settings or get_settings()
+    catalog = await asyncio.to_thread(load_catalog)
+    groups: list[list[ScenarioResult]] = []
+    for scenario in scenarios:
+        runs: list[ScenarioResult] = []
+        for _ in range(max(1, repeat)):
+            run = await run_scenario(scenario, options, settings=settings, catalog=catalog)
+            runs.append(run)
+            if progress is not None:
+                progress(run)
+            if run.status == "skipped":
+                break  # the same reason holds for every repeat
+        groups.append(runs)
+    return groups
