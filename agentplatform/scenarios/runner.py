@@ -83,7 +83,9 @@ def _needs_key(agent_model: str, catalog: Catalog, settings: Settings) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _simulator(scenario: Scenario) -> AsyncIterator[object]:
+async def _simulator(scenario: Scenario, greeting: str) -> AsyncIterator[object]:
+    """The OpenAI Realtime simulator, scripted by the scenario. On a call the model
+    itself is asked to say the agent's greeting, so the script starts with it."""
     import json
 
     from agentplatform.testing.openai_realtime_server import (
@@ -94,6 +96,8 @@ async def _simulator(scenario: Scenario) -> AsyncIterator[object]:
 
     script = scenario.simulated_model
     replies = [Reply(r.text) for r in script.replies] if script else []
+    if greeting:
+        replies.insert(0, Reply(greeting))
     rules = [ToolRule(r.contains, r.name, json.dumps(r.arguments)) for r in script.tool_rules] \
         if script else []
     says = [t.say for t in scenario.turns if t.say is not None]
@@ -146,7 +150,8 @@ async def run_scenario(scenario: Scenario, options: RunOptions, *,
         overrides: dict[str, object] = {"agents_dir": workspace / "agents",
                                         "database_url": f"sqlite:///{workspace / 'calls.db'}"}
         if options.simulated_model:
-            sim = await stack.enter_async_context(_simulator(scenario))
+            greeting = loaded.spec.greeting if options.via == "call" else ""
+            sim = await stack.enter_async_context(_simulator(scenario, greeting))
             overrides.update(openai_realtime_url=sim.url, openai_api_key=sim.api_key)  # type: ignore[attr-defined]
         run_settings = settings.model_copy(update=overrides)
         try:
