@@ -17,6 +17,9 @@
   document.querySelectorAll(".tabs a").forEach(a => a.addEventListener("click", ev => {
     ev.preventDefault(); showTab(a.dataset.tab);
   }));
+  document.querySelectorAll("[data-tab-link]").forEach(a => a.addEventListener("click", ev => {
+    ev.preventDefault(); showTab(a.dataset.tabLink);
+  }));
 
   function fillSelect(select, options, current, defaultLabel) {
     if (!select) return;

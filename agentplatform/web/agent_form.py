@@ -35,10 +35,14 @@ TABS: dict[str, tuple[str, ...]] = {
     "speech": ("voice_streaming", "voice", "cascade", "turn_detection", "phone_numbers",
                "g711_passthrough"),
     "tools": ("tools", "new_tool", "end_call", "transfer"),
+    "rules": ("rules", "new_rule", "fallback_reply"),
     "advanced": ("advanced",),
 }
 WEBHOOK_FIELDS = ("name", "description", "url", "method", "timeout_seconds", "parameters")
 NEW_TOOL = "new_tool"
+# A rule's form fields: ``rules[i].<field>`` for the rules on file, ``new_rule.<field>``.
+RULE_FIELDS = ("match", "reply", "tool", "arguments", "after_tool")
+NEW_RULE = "new_rule"
 
 
 def tab_of(form_field: str) -> str:
@@ -78,6 +82,9 @@ def values_from_spec(spec: AgentSpec) -> dict[str, Any]:
         "advanced": json.dumps(spec.advanced, indent=2) if spec.advanced else "{}",
         "end_call": any(isinstance(t, EndCallTool) for t in spec.tools),
         "transfer": "", "webhooks": [], "new_tool": {},
+        "rules": [{"slot": f"rules[{i}]", **_rule_values(rule.model_dump())}
+                  for i, rule in enumerate(spec.rules)],
+        "new_rule": {}, "fallback_reply": spec.fallback_reply,
     }
     for i, tool in enumerate(spec.tools):
         if isinstance(tool, TransferCallTool):
@@ -105,7 +112,22 @@ def values_from_form(form: Mapping[str, Any], slots: list[str]) -> dict[str, Any
         for slot in slots if slot != NEW_TOOL
     ]
     values["new_tool"] = {f: str(form.get(f"{NEW_TOOL}.{f}", "")) for f in WEBHOOK_FIELDS}
+    rule_slots = [str(s) for s in form.getlist("rule_slot")] if hasattr(form, "getlist") \
+        else []
+    values["rules"] = [{"slot": slot, **{f: str(form.get(f"{slot}.{f}", "")) for f in RULE_FIELDS},
+                        "remove": f"{slot}.remove" in form}
+                       for slot in rule_slots if slot != NEW_RULE]
+    values["new_rule"] = {f: str(form.get(f"{NEW_RULE}.{f}", "")) for f in RULE_FIELDS}
+    values["fallback_reply"] = str(form.get("fallback_reply", ""))
     return values
+
+
+def _rule_values(rule: Mapping[str, Any]) -> dict[str, str]:
+    """A rule as the form's text fields."""
+    tool = rule.get("tool") or {}
+    return {"match": rule.get("match") or "", "reply": rule.get("reply") or "",
+            "tool": tool.get("name", ""), "after_tool": rule.get("after_tool") or "",
+            "arguments": json.dumps(tool.get("arguments")) if tool.get("arguments") else ""}
 
 
 _SCALARS = ("description", "prompt", "model", "max_output_tokens", "temperature", "greeting",
@@ -126,6 +148,7 @@ class FormResult:
     text: str
     errors: dict[str, list[str]] = field(default_factory=dict)
     tool_slots: list[str] = field(default_factory=list)
+    rule_slots: list[str] = field(default_factory=list)
 
     def add_error(self, form_field: str, message: str) -> None:
         self.errors.setdefault(form_field, []).append(message)
@@ -144,6 +167,11 @@ class FormResult:
             if slot in ("end_call", "transfer"):
                 return slot
             return slot + rest
+        if len(parts) >= 2 and parts[0] == "rules" and isinstance(parts[1], int) \
+                and parts[1] < len(self.rule_slots):
+            rest = issue_field[len(f"rules[{parts[1]}]"):]
+            return self.rule_slots[parts[1]] + rest.replace(".tool.name", ".tool").replace(
+                ".tool.arguments", ".arguments")
         return issue_field
 
 
@@ -234,6 +262,8 @@ def apply_form(text: str, spec: AgentSpec, form: Mapping[str, Any], *, file: str
                if n.strip()]
     if numbers != spec.phone_numbers:
         changes["phone_numbers"] = numbers if numbers else REMOVE
+    if "rule_slot" in form or form.get("rule_slots"):  # the rules tab was on the page
+        _apply_rules(form, spec, changes, result)
     advanced = _json_field(str(form.get("advanced", "")), "advanced", result)
     if advanced is not None and not isinstance(advanced, dict):
         result.add_error("advanced", "must be a JSON object keyed by provider, e.g. "
@@ -247,6 +277,37 @@ def apply_form(text: str, spec: AgentSpec, form: Mapping[str, Any], *, file: str
         return result
     result.text = _apply_tools(text, spec, form, file=file, slots=slots, result=result)
     return result
+
+
+def _apply_rules(form: Mapping[str, Any], spec: AgentSpec, changes: dict[str, Any],
+                 result: FormResult) -> None:
+    """The rules as the form has them (in order, removed ones left out, a filled-in new
+    one added), written only when they differ from the file's; the fallback reply."""
+    slots = [s for s in str(form.get("rule_slots", "")).split(",") if s]
+    rules: list[dict[str, Any]] = []
+    for slot in slots:
+        if f"{slot}.remove" in form:
+            continue
+        raw = {f: _prose(str(form.get(f"{slot}.{f}", ""))).strip() for f in RULE_FIELDS}
+        if slot == NEW_RULE and not any(raw.values()):
+            continue
+        rule: dict[str, Any] = {"match": raw["match"]}
+        if raw["reply"]:
+            rule["reply"] = raw["reply"]
+        if raw["tool"]:
+            arguments = _json_field(raw["arguments"], f"{slot}.arguments", result)
+            rule["tool"] = {"name": raw["tool"], **({"arguments": arguments}
+                                                    if arguments else {})}
+        if raw["after_tool"]:
+            rule["after_tool"] = raw["after_tool"]
+        rules.append(rule)
+        result.rule_slots.append(slot)
+    old = [r.model_dump(exclude_none=True, exclude_defaults=True) for r in spec.rules]
+    if rules != old:
+        changes["rules"] = rules if rules else REMOVE
+    fallback = _prose(str(form.get("fallback_reply", ""))).strip()
+    if fallback and fallback != spec.fallback_reply:
+        changes["fallback_reply"] = fallback
 
 
 def _apply_tools(text: str, spec: AgentSpec, form: Mapping[str, Any], *, file: str,

@@ -28,10 +28,11 @@ from agentplatform.agents.store import AgentStore
 from agentplatform.agents.validation import SMALL_TOKEN_CAP
 from agentplatform.agents.yamlio import REMOVE, set_fields
 from agentplatform.catalog import Catalog
-from agentplatform.errors import AgentError
+from agentplatform.errors import AgentError, CatalogError
+from agentplatform.text.sessions import LOCAL_PROVIDER
 from agentplatform.web import agent_templates
 from agentplatform.web.agent_form import (
-    NEW_TOOL, FormResult, apply_form, tab_of, values_from_form, values_from_spec,
+    NEW_RULE, NEW_TOOL, FormResult, apply_form, tab_of, values_from_form, values_from_spec,
 )
 from agentplatform.web.auth import require_csrf
 from agentplatform.web.templating import templates
@@ -53,7 +54,7 @@ class _TimeLimitedRoute(APIRoute):
 
 router = APIRouter(dependencies=[Depends(require_csrf)], route_class=_TimeLimitedRoute)
 TAB_NAMES = {"general": "General", "speech": "Speech & Telephony", "tools": "Tools",
-             "advanced": "Advanced", "yaml": "YAML"}
+             "rules": "Rules", "advanced": "Advanced", "yaml": "YAML"}
 
 def _store(request: Request) -> AgentStore:
     return request.app.state.platform.store
@@ -229,9 +230,22 @@ def _edit_page(request: Request, name: str, *, text: str, base: str, spec: Agent
         "errors": errors, "notes": notes, "tab": tab, "tabs": TAB_NAMES,
         "error_tabs": error_tabs, "yaml_text": yaml_text if yaml_text is not None else text,
         "base": base, "saved": saved, "all_issues": issues, "new_tool": NEW_TOOL,
-        "small_token_cap": SMALL_TOKEN_CAP,
+        "small_token_cap": SMALL_TOKEN_CAP, "new_rule": NEW_RULE,
+        "rules_answer": spec is not None and _rules_answer(request, spec),
+        "tool_names": [t.name for t in spec.tools] if spec is not None else [],
         **catalog_choices(_store(request).catalog),
     }, status_code=status)
+
+
+def _rules_answer(request: Request, spec: AgentSpec) -> bool:
+    """Whether the offline rules, not a language model, answer this agent's callers:
+    a local model, no chat endpoint of its own, and no LOCAL_LLM_URL."""
+    platform = request.app.state.platform
+    try:
+        local = platform.catalog.model(spec.model).provider.name == LOCAL_PROVIDER
+    except CatalogError:
+        return False
+    return local and spec.cascade.llm is None and not platform.settings.local_llm_url
 
 
 @router.get("/agents/{name}", response_class=HTMLResponse)
@@ -264,8 +278,9 @@ async def save_agent(request: Request, name: str) -> Response:
         if spec is None:
             raise HTTPException(status_code=409, detail="this file does not load; fix it on "
                                 "the YAML tab first")
-        result = await offload.run(apply_form, text, spec, _form_data(form), file=str(path),
-                                   slots=slots)
+        data = _form_data(form)
+        data["rule_slots"] = ",".join(str(s) for s in form.getlist("rule_slot"))
+        result = await offload.run(apply_form, text, spec, data, file=str(path), slots=slots)
         if not result.errors:
             _, new_issues = await store.check_async(name, result.text)
             result.place(errors_in(new_issues))

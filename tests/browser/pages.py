@@ -129,6 +129,7 @@ def page_paths(seeded: Seeded) -> dict[str, str]:
         "edit-advanced": "/agents/front-desk?tab=advanced",
         "edit-yaml": "/agents/front-desk?tab=yaml",
         "edit-offline": "/agents/desk",
+        "edit-rules": "/agents/desk?tab=rules",
         "agent-delete": "/agents/desk/delete",
         "chat": "/agents/front-desk/chat",
         "browser-call": "/agents/front-desk/call",

@@ -281,3 +281,22 @@ async def test_every_page_passes_axe_and_shows_where_the_keyboard_is(
     assert ring[1] != "none" and ring[2] != "0px", ring
     assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg")
     assert has_icon == 1
+
+
+async def test_an_offline_agent_s_rules_are_edited_without_yaml(seeded: Seeded, browser) -> None:
+    context, page = await open_at(browser, 390)
+    try:
+        await page.goto(seeded.base_url + "/agents/desk")
+        notice = await page.inner_text("#prompt-rules-note")
+        await page.click("#prompt-rules-note a")
+        await page.fill('[name="new_rule.match"]', "park")
+        await page.fill('[name="new_rule.reply"]', "Parking is free behind the building.")
+        await page.screenshot(path=str(SHOTS / "page-390--edit-rules-filled.png"), full_page=True)
+        await page.click("#form-actions button[type=submit]")
+        await page.wait_for_selector("text=Saved.")
+        rules = await page.eval_on_selector_all('[data-rule] input[name$=".match"]',
+                                                "els => els.map(e => e.value)")
+    finally:
+        await context.close()
+    assert "answered by its rules" in notice
+    assert rules[:3] == ["hours|open", "bye", "park"]
