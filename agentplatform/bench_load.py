@@ -561,7 +561,9 @@ class Generator:
             target = f"ws://{urlsplit(self.base_url).netloc}{parts.path}"
             headers = {SIGNATURE_HEADER: sign(self.auth_token, f"wss://{parts.netloc}{parts.path}", {})}
             caller = _Caller(self, number)
-            await picows.ws_connect(lambda: _Listener(caller), target, extra_headers=headers)
+            # A slow set-up is still a call: only the steady state is timed.
+            await picows.ws_connect(lambda: _Listener(caller), target, extra_headers=headers,
+                                    websocket_handshake_timeout=30)
         except Exception as exc:  # noqa: BLE001 - a refused call is a result
             self.failed += 1
             if len(self.failures) < 5:
