@@ -25,7 +25,7 @@ from agentplatform.config import Settings, get_settings
 from agentplatform.errors import CatalogError
 from agentplatform.scenarios.assertions import Context, Outcome, evaluate, skip
 from agentplatform.scenarios.mocks import MockWebhooks, mocked_agent_text
-from agentplatform.scenarios.record import ConversationRecord, slice_record
+from agentplatform.scenarios.record import ConversationRecord, ToolUse, slice_record
 from agentplatform.scenarios.spec import Scenario
 from agentplatform.testing.line_impairments import LineImpairments
 
@@ -64,6 +64,7 @@ class ScenarioResult:
     latencies_ms: list[float] = field(default_factory=list)
     cost_usd: float = 0.0
     transcript: list[tuple[str, str]] = field(default_factory=list)  # (role, text)
+    tools: list[ToolUse] = field(default_factory=list)  # as the record holds them
 
     @property
     def failures(self) -> list[AssertionResult]:
@@ -165,7 +166,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions, *,
         "failed" if any(a.status == "failed" for a in outcome) else "passed")
     return result(status, error, call_id=call.id, assertions=outcome,
                   latencies_ms=record.whole.latencies, cost_usd=call.cost_usd or 0.0,
-                  transcript=[(t.role, t.text) for t in call.turns])
+                  transcript=[(t.role, t.text) for t in call.turns], tools=record.whole.tools)
 
 
 async def _converse(scenario: Scenario, options: RunOptions, settings: Settings,
