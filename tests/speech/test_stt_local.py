@@ -59,3 +59,34 @@ async def test_silence_gives_no_words_and_empty_audio_is_empty():
 async def test_odd_byte_audio_is_refused():
     with pytest.raises(ValueError):
         await local_stt().transcribe(b"\x00\x01\x02", 16000)
+
+
+def _stt(model: str | None):
+    return build_stt("local", model, "en", catalog=load_catalog(),
+                     settings=Settings(_env_file=None), http=httpx.AsyncClient())
+
+
+@pytest.mark.parametrize("model", ["whisper-tiny.en", "whisper-tiny.en-30s"])
+async def test_each_local_option_hears_a_question_through_a_noisy_phone_line(model: str):
+    from agentplatform.audio.wav import resample_whole
+    from agentplatform.speech.phone_line import phone_line
+    from agentplatform.testing.speech_fixtures import spoken
+
+    line = phone_line(spoken("Do you have parking behind the building?", 16000), 16000,
+                      snr_db=20.0, seed=1)
+    result = await _stt(model).transcribe(resample_whole(line, 8000, 16000), 16000)
+    assert {"parking", "behind", "building"} <= set(words(result.text)), result.text
+    assert result.model == model
+
+
+def test_the_short_window_fits_the_utterance_within_whispers_bounds():
+    second = stt_local.MODEL_RATE
+    assert stt_local.window_frames(2 * second, short_window=True) == 1000  # the 10 s floor
+    assert stt_local.window_frames(25 * second, short_window=True) == 2600  # + 1 s of quiet
+    assert stt_local.window_frames(45 * second, short_window=True) == 3000  # Whisper's most
+    assert stt_local.window_frames(2 * second, short_window=False) == 3000
+
+
+def test_an_unknown_local_option_is_refused_naming_the_ones_there_are():
+    with pytest.raises(Exception, match="whisper-tiny.en-30s"):
+        _stt("whisper-base")
