@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench validate clean browser sip-peers fuzz
+.PHONY: install run test bench validate clean browser sip-peers fuzz bench-voices
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 CHROMIUM ?= /usr/bin/chromium
 
@@ -45,8 +45,16 @@ sip-peers:
 fuzz: install
 	$(PY) -m agentplatform.testing.fuzz_carriers 100000
 
-bench: install
+bench: install bench-voices
 	$(VENV)/bin/agentplatform bench
+
+# A second synthesizer (Debian's espeak-ng) speaks the recognition table's questions, so
+# its word error rate is not one voice's; installed once, like Chromium.
+bench-voices:
+	@command -v espeak-ng >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "the recognition table needs espeak-ng: apt-get install espeak-ng" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng; }
 
 validate: install
 	$(VENV)/bin/agentplatform agents validate

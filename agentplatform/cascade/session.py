@@ -253,7 +253,10 @@ class CascadeSession(ModelSession):
         if self._closed or policy is None or done.cancelled():
             return
         if done.exception() is None:
-            limit = policy.hangover_ms(judge(done.result().text))
+            verdict = judge(done.result().text)
+            log.debug("cascade: pause at %.0f ms heard %r: %s", pause.at_ms,
+                      done.result().text, verdict.value)
+            limit = policy.hangover_ms(verdict)
             edge = self.parts.vad.end_pause_after(pause.at_ms, limit)
             if edge is not None:
                 self._end_turn(edge)
