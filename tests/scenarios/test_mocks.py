@@ -68,12 +68,12 @@ def test_the_agent_copy_points_only_its_webhooks_at_the_mocks() -> None:
 
 
 async def test_mocks_match_by_argument_subset_first_wins() -> None:
-    async with MockWebhooks([Mock(tool="t", args={"a": 1}, returns="first"),
-                             Mock(tool="t", returns="any", status=503)]) as mocks:
-        async with httpx.AsyncClient() as client:
-            hit = await client.post(mocks.url_for("t"), json={"a": 1, "b": 2})
-            other = await client.post(mocks.url_for("t"), json={"a": 2})
-            unknown = await client.get(mocks.url_for("u"), params={"a": "1"})
+    answers = [Mock(tool="t", args={"a": 1}, returns="first"),
+               Mock(tool="t", returns="any", status=503)]
+    async with MockWebhooks(answers) as mocks, httpx.AsyncClient() as client:
+        hit = await client.post(mocks.url_for("t"), json={"a": 1, "b": 2})
+        other = await client.post(mocks.url_for("t"), json={"a": 2})
+        unknown = await client.get(mocks.url_for("u"), params={"a": "1"})
     assert (hit.status_code, hit.json()) == (200, "first")
     assert (other.status_code, other.json()) == (503, "any")
     assert unknown.status_code == 501
