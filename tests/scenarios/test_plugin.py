@@ -16,7 +16,7 @@ def pytest_run(directory: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AGENTS_DIR": str(AGENTS), "OPENAI_API_KEY": ""}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                            *argv], cwd=directory, env=env, capture_output=True, text=True,
-                          timeout=240)
+                          timeout=240, check=False)
 
 
 def test_scenarios_run_as_tests_and_a_failure_fails_the_run(tmp_path: Path) -> None:
