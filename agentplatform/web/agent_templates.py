@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
 FOLDER = Path(__file__).with_name("new_agents")
 
 

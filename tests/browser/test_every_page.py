@@ -23,9 +23,9 @@ async def seeded(tmp_path_factory):
     from agentplatform.testing.stack import local_server
 
     tmp = tmp_path_factory.mktemp("pages")
-    async with OpenAIRealtimeServer(pace=1.0, reply_ms=600) as sim:
-        async with local_server(make_settings(tmp, openai_url=sim.url)) as server:
-            yield await seed(server)
+    async with OpenAIRealtimeServer(pace=1.0, reply_ms=600) as sim, \
+            local_server(make_settings(tmp, openai_url=sim.url)) as server:
+        yield await seed(server)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -231,7 +231,10 @@ async def test_a_live_call_appears_by_itself_shows_its_transcript_and_an_admin_h
 async def test_a_number_is_pointed_at_this_server_on_twilio_from_the_numbers_page(
         tmp_path, browser) -> None:
     from agentplatform.testing.stack import local_server
-    from agentplatform.testing.twilio_rest_server import SIMULATED_ACCOUNT_SID, TwilioRestServer
+    from agentplatform.testing.twilio_rest_server import (
+        SIMULATED_ACCOUNT_SID,
+        TwilioRestServer,
+    )
 
     async with TwilioRestServer(numbers=["+15555550100"]) as twilio:
         settings = make_settings(tmp_path, twilio_account_sid=SIMULATED_ACCOUNT_SID,

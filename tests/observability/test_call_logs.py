@@ -73,20 +73,20 @@ async def test_a_call_logs_one_start_and_one_end_line_and_every_line_names_it(tm
     root.setLevel(logging.DEBUG)
     try:
         async with OpenAIRealtimeServer(pace=1.0, reply_ms=400,
-                                        caller_texts=["Are you open?"]) as sim:
-            async with local_server(_settings(tmp_path, openai_url=sim.url)) as server:
-                handler.records.clear()
-                async with TwilioCaller(server.base_url, to=NUMBER) as caller:
-                    await caller.wait_for_audio(5)
-                    await caller.wait_for_silence(300, 10)
-                    await caller.say(tone(440, 800, 8000, amplitude=0.4))
-                    await caller.wait_for_audio(5)
-                    await caller.wait_for_silence(300, 10)
-                await server.platform.writer.flush()
-                for _ in range(50):
-                    if any(r.getMessage().startswith("call ended") for r in handler.records):
-                        break
-                    await asyncio.sleep(0.05)
+                                        caller_texts=["Are you open?"]) as sim, \
+                local_server(_settings(tmp_path, openai_url=sim.url)) as server:
+            handler.records.clear()
+            async with TwilioCaller(server.base_url, to=NUMBER) as caller:
+                await caller.wait_for_audio(5)
+                await caller.wait_for_silence(300, 10)
+                await caller.say(tone(440, 800, 8000, amplitude=0.4))
+                await caller.wait_for_audio(5)
+                await caller.wait_for_silence(300, 10)
+            await server.platform.writer.flush()
+            for _ in range(50):
+                if any(r.getMessage().startswith("call ended") for r in handler.records):
+                    break
+                await asyncio.sleep(0.05)
     finally:
         root.removeHandler(handler)
         root.setLevel(level)

@@ -4,7 +4,10 @@ and pointing a number's voice webhook at this server through the Twilio REST API
 
 from __future__ import annotations
 
-from agentplatform.testing.twilio_rest_server import SIMULATED_ACCOUNT_SID, TwilioRestServer
+from agentplatform.testing.twilio_rest_server import (
+    SIMULATED_ACCOUNT_SID,
+    TwilioRestServer,
+)
 
 from .conftest import csrf_of, served, write_agent
 
@@ -31,9 +34,9 @@ async def test_the_page_lists_numbers_urls_and_what_is_set_without_secrets(tmp_p
 
 async def test_a_number_is_pointed_at_this_server_through_the_twilio_rest_api(tmp_path):
     write_agent(tmp_path / "agents")
-    async with TwilioRestServer(numbers=["+15555550100", "+15555550999"]) as twilio:
-        async with served(tmp_path, twilio_account_sid=SIMULATED_ACCOUNT_SID,
-                          twilio_api_base_url=twilio.url, public_url=PUBLIC) as client:
+    async with TwilioRestServer(numbers=["+15555550100", "+15555550999"]) as twilio, \
+            served(tmp_path, twilio_account_sid=SIMULATED_ACCOUNT_SID,
+                   twilio_api_base_url=twilio.url, public_url=PUBLIC) as client:
             page = (await client.get("/numbers")).text
             token = csrf_of(page)
             done = await client.post("/numbers/twilio-webhook",
@@ -56,9 +59,9 @@ async def test_a_number_is_pointed_at_this_server_through_the_twilio_rest_api(tm
 
 async def test_a_number_the_twilio_account_lacks_is_reported_and_nothing_changes(tmp_path):
     write_agent(tmp_path / "agents")
-    async with TwilioRestServer(numbers=["+15555550199"]) as twilio:
-        async with served(tmp_path, twilio_account_sid=SIMULATED_ACCOUNT_SID,
-                          twilio_api_base_url=twilio.url, public_url=PUBLIC) as client:
+    async with TwilioRestServer(numbers=["+15555550199"]) as twilio, \
+            served(tmp_path, twilio_account_sid=SIMULATED_ACCOUNT_SID,
+                   twilio_api_base_url=twilio.url, public_url=PUBLIC) as client:
             token = csrf_of((await client.get("/numbers")).text)
             refused = await client.post("/numbers/twilio-webhook",
                                         data={"csrf_token": token, "number": "+15555550100"},
