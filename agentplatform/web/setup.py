@@ -3,6 +3,7 @@ access middleware, the login, agent, chat and browser-call screens, and static f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,7 @@ def install_admin(app: FastAPI, settings: Settings, *, public_paths: tuple[str, 
     from agentplatform.web.dial_admin import router as dial_admin_router
     from agentplatform.web.live_calls import router as live_calls_router
     from agentplatform.web.numbers_admin import router as numbers_router
+    from agentplatform.web.scenarios_admin import router as scenarios_router
     from agentplatform.web.login import router as login_router
 
     access = Access(settings, revocations=getattr(app.state, "single_use", None),
@@ -41,11 +43,33 @@ def install_admin(app: FastAPI, settings: Settings, *, public_paths: tuple[str, 
     app.include_router(dial_admin_router)
     app.include_router(live_calls_router)
     app.include_router(numbers_router)
+    app.include_router(scenarios_router)
     _close_chats_at_shutdown(app)
+    _watch_hang_ups(app)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
         app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     return access
+
+
+def _watch_hang_ups(app: FastAPI) -> None:
+    """While the app runs, end this process's calls that an admin hung up elsewhere."""
+    from agentplatform.web.live_calls import watch_hang_ups
+
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with inner(app_) as state:
+            watcher = asyncio.create_task(watch_hang_ups(app.state.platform, app.state.engine))
+            try:
+                yield state
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    app.router.lifespan_context = lifespan
 
 
 async def _favicon() -> FileResponse:
