@@ -111,7 +111,7 @@ async def _run(state: AgentTests, directory: Path, name: str, settings: object) 
         state.results = {runs[0].scenario: runs[-1] for runs in groups}
     except ScenarioInvalid:
         state.error = "a scenario file is malformed; fix it first"
-    except Exception as exc:  # noqa: BLE001 - shown on the page, the server carries on
+    except Exception as exc:  # shown on the page; the server carries on
         log.exception("running the scenarios of %s failed", name)
         state.error = f"the run failed: {exc}"
     finally:
