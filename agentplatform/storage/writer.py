@@ -64,6 +64,7 @@ DEFAULT_MAX_QUEUE = 50_000
 RETRY_FIRST_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
 DEFAULT_LEASE_SECONDS = 30.0  # the CALL_LEASE_SECONDS default
+LINGER_SECONDS = 0.05  # a batch gathers this long after its first command
 _ID_CHUNK = 500  # ids per IN (...) clause when closing many calls at once
 # The bridge's event for the caller talking over the agent; counted on the call row.
 INTERRUPTION_EVENT = "barge_in"
@@ -211,9 +212,10 @@ class CallWriter:
         max_batch: int = DEFAULT_MAX_BATCH, max_queue: int = DEFAULT_MAX_QUEUE,
         retry_first: float = RETRY_FIRST_SECONDS, retry_max: float = RETRY_MAX_SECONDS,
         on_cost: Callable[[str, float], None] | None = None,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS, linger: float = LINGER_SECONDS,
     ) -> None:
         self._engine = engine
+        self._linger = linger
         self._catalog = catalog
         self._max_batch = max_batch
         self._max_queue = max_queue
@@ -391,6 +393,11 @@ class CallWriter:
             yield self._queue.get(timeout=max(self._next_renewal - time.monotonic(), 0.0))
         except queue.Empty:
             return  # time to renew the leases
+        # Let a burst gather (the GIL is free while we sleep): one transaction for what
+        # came in the next LINGER_SECONDS, not one per command. Each transaction is ms
+        # of Python holding the GIL, and the event loop carrying the calls' audio waits
+        # for every one of them (longer still when the OS preempts this thread meanwhile).
+        time.sleep(self._linger)
         for _ in range(self._max_batch - 1):
             try:
                 yield self._queue.get_nowait()
