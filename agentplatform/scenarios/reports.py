@@ -63,6 +63,10 @@ def exit_code(summaries: Sequence[Summary]) -> int:
     return 1 if any(s.status in ("failed", "error") for s in summaries) else 0
 
 
+def _ms(value: float) -> str:
+    return f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
 def console(groups: Sequence[Sequence[ScenarioResult]]) -> str:
     """The terminal report: a line per scenario, the failures' reasons under it."""
     lines: list[str] = []
@@ -75,9 +79,9 @@ def console(groups: Sequence[Sequence[ScenarioResult]]) -> str:
         if summary.runs > 1:
             head += f": {summary.passed}/{summary.runs - summary.skipped} passed " \
                     f"({summary.pass_rate:.0%})"
-        if summary.latency_p50_ms is not None:
-            head += f", latency p50 {summary.latency_p50_ms:,.0f} ms p95 " \
-                    f"{summary.latency_p95_ms:,.0f} ms"
+        if summary.latency_p50_ms is not None and summary.latency_p95_ms is not None:
+            head += f", latency p50 {_ms(summary.latency_p50_ms)} p95 " \
+                    f"{_ms(summary.latency_p95_ms)}"
         lines.append(head)
         for number, run in enumerate(runs, 1):
             prefix = f"  run {number}: " if len(runs) > 1 else "  "

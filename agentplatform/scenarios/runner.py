@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,7 +30,7 @@ from agentplatform.scenarios.spec import Scenario
 from agentplatform.testing.line_impairments import LineImpairments
 
 Mode = Literal["text", "call"]
-Judge = Callable[[str, ConversationRecord], "asyncio.Future[Outcome]"]
+Judge = Callable[[str, ConversationRecord], Awaitable[Outcome]]
 
 
 @dataclass(slots=True)
