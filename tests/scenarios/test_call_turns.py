@@ -34,8 +34,8 @@ async def test_audio_dtmf_and_silence_turns_reach_the_agent(write, settings, tmp
     write_wav(tmp_path / "parking.wav", spoken("Where do I park?", 16000), 16000)
     scenario = load_scenario(write(SCENARIO))
     text = await run_scenario(scenario, RunOptions(via="text"), settings=settings)
-    assert (text.status, text.message) == ("skipped", "turns[0] is audio: it needs a phone "
-                                                      "line (--via call)")
+    why = "turns[0] is audio: it needs a phone line (--via call)"
+    assert (text.status, text.message) == ("skipped", why)
     call = await run_scenario(scenario, RunOptions(via="call"), settings=settings)
     assert call.status == "passed", (call.message, call.failures, call.transcript)
     heard = [text for role, text in call.transcript if role == "user"]
