@@ -131,6 +131,7 @@ def page_paths(seeded: Seeded) -> dict[str, str]:
         "edit-offline": "/agents/desk",
         "edit-rules": "/agents/desk?tab=rules",
         "agent-delete": "/agents/desk/delete",
+        "agent-tests": "/agents/front-desk/tests",
         "chat": "/agents/front-desk/chat",
         "browser-call": "/agents/front-desk/call",
         "dial": "/agents/front-desk/dial",
