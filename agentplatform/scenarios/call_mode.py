@@ -27,6 +27,7 @@ from agentplatform.config import Settings
 from agentplatform.scenarios.spec import Scenario, Turn
 from agentplatform.storage.models import CallDetail, utcnow
 from agentplatform.testing.line_impairments import LineImpairments
+from agentplatform.testing.sip_caller import CallState, SipCaller
 from agentplatform.testing.stack import LocalServer
 from agentplatform.testing.twilio_caller import SIMULATED_AUTH_TOKEN, TwilioCaller
 from agentplatform.testing.twilio_rest_server import (
@@ -68,31 +69,51 @@ def _adopt(rest: TwilioRestServer, caller: TwilioCaller, to: str) -> None:
         twiml="", status="in-progress", streams=[caller])
 
 
-async def _unless_closed(caller: TwilioCaller, wait: Awaitable[object]) -> bool:
-    """Run ``wait`` until done or until the call is over; False when the call ended
-    first (a transfer or a hang-up stops the line, and its playback clock with it)."""
-    waiting = asyncio.ensure_future(wait)
-    closed = asyncio.ensure_future(caller.wait_closed(24 * 3600))
-    try:
-        done, _ = await asyncio.wait({waiting, closed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (waiting, closed):
-            task.cancel()
-        await asyncio.gather(waiting, closed, return_exceptions=True)
-    if waiting in done and not waiting.cancelled() and waiting.exception() is None:
+class _Line:
+    """What a scenario does with a caller, the same on either carrier."""
+
+    def __init__(self, caller: TwilioCaller | SipCaller) -> None:
+        self.caller = caller
+
+    @property
+    def carrier_call_id(self) -> str:
+        caller = self.caller
+        return caller.call_sid if isinstance(caller, TwilioCaller) else caller.call_id
+
+    def ended(self) -> bool:
+        caller = self.caller
+        if isinstance(caller, TwilioCaller):
+            return caller.close_code is not None
+        return caller.closed_by_server or caller.state is CallState.ENDED
+
+    async def next_answer(self, timeout: float) -> object:
+        """Until the agent's next audio arrives."""
+        caller = self.caller
+        if isinstance(caller, TwilioCaller):
+            return await caller.wait_for_audio(timeout)
+        return await caller.wait_for_audio(timeout, since=len(caller.heard_pcm()))
+
+    async def unless_closed(self, wait: Awaitable[object]) -> bool:
+        """Run ``wait`` until done or until the call is over; False when the call ended
+        first (a transfer or a hang-up stops the line, and its playback clock with it)
+        or ``wait`` timed out."""
+        waiting = asyncio.ensure_future(wait)
+        closed = asyncio.ensure_future(self.caller.wait_closed(24 * 3600))
+        try:
+            done, _ = await asyncio.wait({waiting, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, closed):
+                task.cancel()
+            await asyncio.gather(waiting, closed, return_exceptions=True)
+        return waiting in done and not waiting.cancelled() and waiting.exception() is None
+
+    async def answer(self, *, then_quiet: bool, timeout: float = ANSWER_WAIT_S) -> bool:
+        """The agent answers (audio arrives) and, if ``then_quiet``, finishes."""
+        if not await self.unless_closed(self.next_answer(timeout)):
+            return False
+        if then_quiet:
+            await self.unless_closed(self.caller.wait_for_silence(QUIET_MS, 60))
         return True
-    if waiting in done and isinstance(waiting.exception(), TimeoutError):
-        return False
-    return False
-
-
-async def _wait_answer(caller: TwilioCaller, *, then_quiet: bool) -> bool:
-    """The agent answers (audio arrives) and, if ``then_quiet``, finishes."""
-    if not await _unless_closed(caller, caller.wait_for_audio(ANSWER_WAIT_S)):
-        return False
-    if then_quiet:
-        await _unless_closed(caller, caller.wait_for_silence(QUIET_MS, 60))
-    return True
 
 
 def _speech(turn: Turn, scenario: Scenario) -> bytes:
@@ -137,42 +158,66 @@ async def warm_up(agent: AgentSpec, catalog: Catalog) -> None:
         await warm_local_engines(engines, fixed_lines([agent], catalog))
 
 
+async def _dial(carrier: str, server: LocalServer, settings: Settings, number: str,
+                line: LineImpairments | None, rest: TwilioRestServer) -> tuple[_Line, str]:
+    """The caller on ``carrier``, dialled; "" or why the server did not take the call."""
+    if carrier == "sip":
+        sip = SipCaller(settings.sip_listen, to=number, from_user="+15555550199")
+        if not await sip.dial():
+            await sip.close()
+            return _Line(sip), f"the SIP server answered {sip.final_status}"
+        return _Line(sip), ""
+    caller = TwilioCaller(server.base_url, to=number, from_="+15555550199", line=line)
+    if not await caller.dial():
+        answer = caller.answer.xml if caller.answer else ""
+        why = f"the server did not connect the call ({caller.webhook_status}): {answer}"
+        return _Line(caller), why
+    _adopt(rest, caller, number)
+    return _Line(caller), ""
+
+
 async def run_call(scenario: Scenario, agent: AgentSpec, settings: Settings, catalog: Catalog,
-                   *, line: LineImpairments | None = None) -> CallRun:
+                   *, carrier: str = "twilio", line: LineImpairments | None = None) -> CallRun:
     """Place ``scenario`` as one call to the agent's first number on a server built from
-    ``settings`` (``call_settings``; its REST URL is replaced by the simulator's here)."""
+    ``settings`` (``call_settings``; its REST URL is replaced by the simulator's here),
+    over Twilio Media Streams or, with ``carrier="sip"``, over SIP/RTP."""
+    if carrier == "sip" and line is not None:
+        raise ValueError("line impairments are simulated on the Twilio caller only")
     marks: list[datetime] = []
     number = agent.phone_numbers[0]
     await warm_up(agent, catalog)
     async with TwilioRestServer() as rest:
-        settings = settings.model_copy(update={"twilio_api_base_url": rest.url})
+        overrides: dict[str, object] = {"twilio_api_base_url": rest.url}
+        if carrier == "sip":
+            from agentplatform.testing.call_runner import local_sip_settings
+
+            overrides.update(local_sip_settings())
+        settings = settings.model_copy(update=overrides)
         async with LocalServer(settings) as server:
-            caller = TwilioCaller(server.base_url, to=number, from_="+15555550199", line=line)
-            if not await caller.dial():
-                answer = caller.answer.xml if caller.answer else ""
-                return CallRun(CallDetail(id="", carrier_call_id=caller.call_sid,
-                                          agent=scenario.agent, model="", requested_model=""),
-                               marks, f"the server did not connect the call "
-                                      f"({caller.webhook_status}): {answer}")
-            _adopt(rest, caller, number)
+            talk, refused = await _dial(carrier, server, settings, number, line, rest)
+            if refused:
+                return CallRun(_no_record(scenario, talk.carrier_call_id), marks, refused)
             try:
-                if await _unless_closed(caller, caller.wait_for_audio(GREETING_WAIT_S)):
-                    await _unless_closed(caller, caller.wait_for_silence(QUIET_MS, 60))
-                await _converse(scenario, caller, marks)
+                await talk.answer(then_quiet=True, timeout=GREETING_WAIT_S)  # the greeting
+                await _converse(scenario, talk, marks)
             finally:
-                await caller.hang_up()
-            record = await _read_record(server.base_url, caller.call_sid)
+                await talk.caller.hang_up()
+            record = await _read_record(server.base_url, talk.carrier_call_id)
     if record is None:
-        return CallRun(CallDetail(id="", carrier_call_id=caller.call_sid, agent=scenario.agent,
-                                  model="", requested_model=""), marks,
+        return CallRun(_no_record(scenario, talk.carrier_call_id), marks,
                        "the server left no closed call record")
     return CallRun(record, marks)
 
 
-async def _converse(scenario: Scenario, caller: TwilioCaller, marks: list[datetime]) -> None:
+def _no_record(scenario: Scenario, carrier_call_id: str) -> CallDetail:
+    return CallDetail(id="", carrier_call_id=carrier_call_id, agent=scenario.agent, model="",
+                      requested_model="")
+
+
+async def _converse(scenario: Scenario, talk: _Line, marks: list[datetime]) -> None:
     turns = scenario.turns
     for index, turn in enumerate(turns):
-        if caller.close_code is not None:
+        if talk.ended():
             return  # the agent hung up or transferred: later turns are not reached
         following = turns[index + 1] if index + 1 < len(turns) else None
         barging = following is not None and following.barge_in is not None
@@ -183,11 +228,11 @@ async def _converse(scenario: Scenario, caller: TwilioCaller, marks: list[dateti
             continue
         if turn.dtmf is not None:
             for digit in turn.dtmf:
-                await caller.send_dtmf(digit)
+                await talk.caller.send_dtmf(digit)
                 await asyncio.sleep(0.1)
         else:
-            await caller.say(_speech(turn, scenario))
-        answered = await _wait_answer(caller, then_quiet=not barging)
+            await talk.caller.say(_speech(turn, scenario))
+        answered = await talk.answer(then_quiet=not barging)
         if answered and barging:
             assert following is not None and following.barge_in is not None
             await asyncio.sleep(following.barge_in.after_ms / 1000.0)

@@ -1,6 +1,6 @@
 """``agentplatform test``: run scenario files, report, exit 0 / 1 / 2.
 
-    agentplatform test [PATH…] [--via text|call] [--repeat N] [--junit FILE]
+    agentplatform test [PATH…] [--via text|call] [--carrier twilio|sip] [--repeat N] [--junit FILE]
                        [--json FILE] [--simulated-model] [--judge]
                        [--noise-db DB] [--loss FRACTION] [--jitter-ms MS]
     agentplatform test --from-call ID [--out FILE]
@@ -27,6 +27,9 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--via", choices=["text", "call"], default="text",
                         help="text: the chat path (fast); call: a simulated phone call over "
                              "Twilio Media Streams in real time, the local voice as the caller")
+    parser.add_argument("--carrier", choices=["twilio", "sip"], default="twilio",
+                        help="call mode: Twilio Media Streams (default) or a SIP trunk "
+                             "(INVITE and RTP over UDP)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run each scenario N times; report pass rates and latency "
                              "percentiles")
@@ -103,6 +106,13 @@ def run_test_command(args: argparse.Namespace, *, out: TextIO = sys.stdout,
     if line is not None and args.via != "call":
         print("--noise-db, --loss and --jitter-ms act on a phone line: add --via call", file=err)
         return 2
+    if args.carrier == "sip" and args.via != "call":
+        print("--carrier sip places phone calls: add --via call", file=err)
+        return 2
+    if args.carrier == "sip" and line is not None:
+        print("line impairments are simulated on the Twilio caller; not with --carrier sip",
+              file=err)
+        return 2
     judge = None
     if args.judge:
         from agentplatform.scenarios.judge import JudgeConfig, make_judge
@@ -122,7 +132,8 @@ def run_test_command(args: argparse.Namespace, *, out: TextIO = sys.stdout,
     if not scenarios:
         print("no scenario files found", file=err)
         return 2
-    options = RunOptions(via=args.via, simulated_model=args.simulated_model, line=line,
+    options = RunOptions(via=args.via, carrier=args.carrier,
+                         simulated_model=args.simulated_model, line=line,
                          judge=judge, agents_dir=Path(args.agents) if args.agents else None)
     groups = asyncio.run(run_all(scenarios, options, repeat=args.repeat))
     print(reports.console(groups), file=out)

@@ -30,12 +30,14 @@ from agentplatform.scenarios.spec import Scenario
 from agentplatform.testing.line_impairments import LineImpairments
 
 Mode = Literal["text", "call"]
+Carrier = Literal["twilio", "sip"]
 Judge = Callable[[str, ConversationRecord], Awaitable[Outcome]]
 
 
 @dataclass(slots=True)
 class RunOptions:
     via: Mode = "text"
+    carrier: Carrier = "twilio"  # call mode: Twilio Media Streams or SIP/RTP
     simulated_model: bool = False
     line: LineImpairments | None = None
     judge: Judge | None = None
@@ -55,7 +57,7 @@ class ScenarioResult:
     scenario: str
     file: str
     agent: str
-    via: Mode
+    via: str  # text, call, or call/sip
     status: str  # passed | failed | skipped | error
     seconds: float
     call_id: str = ""
@@ -116,7 +118,8 @@ async def run_scenario(scenario: Scenario, options: RunOptions, *,
     started = time.perf_counter()
 
     def result(status: str, message: str = "", **extra: object) -> ScenarioResult:
-        return ScenarioResult(scenario.name, scenario.path, scenario.agent, options.via, status,
+        via = "call/sip" if options.via == "call" and options.carrier == "sip" else options.via
+        return ScenarioResult(scenario.name, scenario.path, scenario.agent, via, status,
                               round(time.perf_counter() - started, 2), message=message,
                               **extra)  # type: ignore[arg-type]
 
@@ -193,7 +196,8 @@ async def _converse(scenario: Scenario, options: RunOptions, settings: Settings,
     assert loaded is not None
     server_settings = call_settings(settings, agents_dir=settings.agents_dir,
                                     database_url=settings.database_url, rest_url="")
-    run = await run_call(scenario, loaded.spec, server_settings, catalog, line=options.line)
+    run = await run_call(scenario, loaded.spec, server_settings, catalog,
+                         carrier=options.carrier, line=options.line)
     return slice_record(run.call, run.marks), run.error
 
 

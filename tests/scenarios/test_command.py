@@ -71,6 +71,8 @@ def test_a_malformed_file_exits_2_naming_file_and_field_and_runs_nothing(cli, wr
     (["--loss", "1.5", "--via", "call"], "0 ≤ loss < 1"),
     (["--repeat", "0"], "--repeat wants 1 or more"),
     (["--judge"], "JUDGE_URL"),
+    (["--carrier", "sip"], "--carrier sip places phone calls"),
+    (["--carrier", "sip", "--via", "call", "--noise-db", "-40"], "not with --carrier sip"),
 ])
 def test_a_wrong_command_exits_2(cli, write, monkeypatch, argv, words) -> None:
     monkeypatch.delenv("JUDGE_URL", raising=False)

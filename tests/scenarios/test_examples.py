@@ -38,6 +38,14 @@ async def test_the_examples_pass_as_phone_calls(settings) -> None:
 
 
 @pytest.mark.timeout(300)
+async def test_the_pain_example_passes_over_sip(settings) -> None:
+    [pain] = [s for s in load_all([EXAMPLES]) if s.name == "pain-gets-a-person"]
+    groups = await run_all([pain], RunOptions(via="call", carrier="sip"), settings=settings)
+    assert _failures(groups) == []
+    assert groups[0][0].via == "call/sip"
+
+
+@pytest.mark.timeout(300)
 async def test_the_pain_example_passes_over_a_bad_line(settings) -> None:
     [pain] = [s for s in load_all([EXAMPLES]) if s.name == "pain-gets-a-person"]
     line = LineImpairments(noise_db=-50, loss=0.01, jitter_ms=20)
