@@ -14,7 +14,8 @@
     if (actions) actions.hidden = name === "yaml";
     history.replaceState(null, "", "?tab=" + name);
   }
-  document.querySelectorAll(".tabs a").forEach(a => a.addEventListener("click", ev => {
+  // Tabs with a panel on this page switch in place; others (Tests) are pages of their own.
+  document.querySelectorAll(".tabs a[data-tab]").forEach(a => a.addEventListener("click", ev => {
     ev.preventDefault(); showTab(a.dataset.tab);
   }));
   document.querySelectorAll("[data-tab-link]").forEach(a => a.addEventListener("click", ev => {

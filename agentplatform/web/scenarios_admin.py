@@ -1,6 +1,6 @@
-"""The agent's Tests page and "make a test from this call".
+"""The agent's Tests tab and "make a test from this call".
 
-``GET /agents/{name}/tests`` lists the scenario files beside the agents folder
+``GET /agents/{name}/tests`` (the agent page's last tab, a page of its own) lists the scenario files beside the agents folder
 (``scenarios/*.yaml`` next to ``agents/``) that test this agent, each with its last
 result in this server; ``POST`` runs them as text, one run at a time per agent, in a
 worker thread with its own event loop, so neither the scenarios' databases nor
@@ -27,6 +27,7 @@ from agentplatform.scenarios.skeleton import skeleton_name, skeleton_yaml
 from agentplatform.scenarios.spec import Scenario, ScenarioInvalid, load_all
 from agentplatform.storage import queries
 from agentplatform.storage.models import utcnow
+from agentplatform.web.agents_admin import TAB_NAMES
 from agentplatform.web.auth import require_csrf
 from agentplatform.web.templating import render
 
@@ -76,7 +77,7 @@ async def tests_page(request: Request, name: str) -> HTMLResponse:
     def context() -> dict[str, object]:
         scenarios, problems = _agent_scenarios(directory, name)
         return {"name": name, "scenarios": scenarios, "problems": problems, "state": state,
-                "directory": str(directory)}
+                "directory": str(directory), "tabs": TAB_NAMES}
 
     return await render(request, "agent_tests.html", context)
 

@@ -30,7 +30,7 @@ async def test_the_tests_page_runs_the_agents_scenarios_and_shows_results(tmp_pa
     _layout(tmp_path)
     async with served(tmp_path) as client:
         agent_page = await client.get("/agents/front-desk")
-        assert 'href="/agents/front-desk/tests"' in agent_page.text
+        assert '<a href="/agents/front-desk/tests" role="tab"' in agent_page.text
         page = await client.get("/agents/front-desk/tests")
         assert page.status_code == 200
         assert 'data-scenario="passing"' in page.text and 'data-scenario="failing"' in page.text
