@@ -96,12 +96,12 @@ def check_says(value: Says, part: Slice, ctx: Context) -> Outcome:
 # ---------------------------------------------------------------- tools
 
 
-def _subset(expected: Any, actual: Any) -> bool:
+def subset(expected: Any, actual: Any) -> bool:
     """``expected`` is contained in ``actual``: keys of mappings recursively; other
     values equal (text compared without case and surrounding space)."""
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(
-            k in actual and _subset(v, actual[k]) for k, v in expected.items())
+            k in actual and subset(v, actual[k]) for k, v in expected.items())
     if isinstance(expected, str) and isinstance(actual, str):
         return expected.strip().lower() == actual.strip().lower()
     if isinstance(expected, (int, float)) and isinstance(actual, str):
@@ -114,7 +114,7 @@ def check_tool_called(value: ToolCalled, part: Slice, ctx: Context) -> Outcome:
     if not named:
         called = ", ".join(t.name for t in part.tools) or "no tool"
         return fail(f"{value.name} was not called (called: {called})")
-    if any(_subset(value.args, t.arguments) for t in named):
+    if any(subset(value.args, t.arguments) for t in named):
         return PASS
     return fail(f"{value.name} was called, but never with {value.args}: "
                 + "; ".join(str(t.arguments) for t in named))

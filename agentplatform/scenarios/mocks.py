@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from agentplatform.agents.yamlio import REMOVE, read_document, set_fields, to_plain
-from agentplatform.scenarios.assertions import _subset
+from agentplatform.scenarios.assertions import subset
 from agentplatform.scenarios.spec import Mock
 from agentplatform.testing.loopback import LoopbackServer
 
@@ -52,7 +52,7 @@ class MockWebhooks:
 
     def match(self, tool: str, arguments: Mapping[str, Any]) -> Mock | None:
         for mock in self.mocks:
-            if mock.tool == tool and _subset(mock.args, dict(arguments)):
+            if mock.tool == tool and subset(mock.args, dict(arguments)):
                 return mock
         return None
 

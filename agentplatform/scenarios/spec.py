@@ -19,6 +19,7 @@ exit code 2 before any call is placed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -51,8 +52,6 @@ class Says(_Strict):
         if self.contains is None and self.not_contains is None and self.regex is None:
             raise ValueError("give contains, not_contains or regex")
         if self.regex is not None:
-            import re
-
             try:
                 re.compile(self.regex)
             except re.error as exc:

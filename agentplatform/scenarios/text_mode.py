@@ -15,6 +15,7 @@ turns need a phone line, so such scenarios are skipped here.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -61,8 +62,6 @@ def unsupported_in_text(scenario: Scenario) -> str:
 async def run_text(scenario: Scenario, agent: AgentSpec, *, engine: Engine, catalog: Catalog,
                    settings: Settings) -> TextRun:
     """Converse as ``scenario`` says; the finished call record, read back."""
-    import asyncio
-
     writer = CallWriter(engine, catalog=catalog)
     writer.start()
     call_id = uuid.uuid4().hex
