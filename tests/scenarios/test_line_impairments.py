@@ -51,3 +51,37 @@ def test_a_clean_line_is_inactive_and_passes_frames_through() -> None:
 def test_impossible_lines_are_refused(kwargs) -> None:
     with pytest.raises(ValueError):
         LineImpairments(**kwargs)
+
+
+async def test_the_twilio_callers_frames_carry_the_impairments_over_the_socket() -> None:
+    """A Media Streams peer on loopback receives the impaired line: lost frames arrive as
+    silence in the 20 ms cadence, with their sequence and timestamps unbroken."""
+    import base64
+    import json
+
+    from websockets.asyncio.server import serve
+
+    from agentplatform.testing.twilio_caller import TwilioCaller, parse_twiml
+
+    frames: list[dict] = []
+
+    async def handler(ws) -> None:
+        async for message in ws:
+            event = json.loads(message)
+            if event.get("event") == "media":
+                frames.append(event)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        caller = TwilioCaller(f"http://127.0.0.1:{port}", to="+15555550100", auth_token="",
+                              line=LineImpairments(loss=0.5, jitter_ms=5, seed=11))
+        answer = parse_twiml(f'<Response><Connect><Stream url="ws://127.0.0.1:{port}/s"/>'
+                             "</Connect></Response>")
+        await caller.stream(answer)
+        await caller.say(b"\x00\x40" * 8000)  # one second of a loud, steady line
+        await caller.hang_up()
+    payloads = [base64.b64decode(f["media"]["payload"]) for f in frames]
+    loud = [p for p in payloads if p != FRAME]
+    assert 15 <= len(loud) <= 35, len(loud)  # about half of the 50 speech frames got through
+    chunks = [int(f["media"]["chunk"]) for f in frames]
+    assert chunks == list(range(1, len(frames) + 1))
