@@ -73,11 +73,18 @@ class ScenarioResult:
         return [a for a in self.assertions if a.status == "failed"]
 
 
-def _needs_key(agent_model: str, catalog: Catalog, settings: Settings) -> str:
-    """The setting that must hold a key for this model, when it is empty."""
+SIMULATED_PROVIDER = "openai"  # the provider ``--simulated-model`` stands in for
+
+
+def _needs_key(agent_model: str, catalog: Catalog, settings: Settings,
+               simulated: bool) -> str:
+    """The setting that must hold a key for this model, when it is empty (the
+    simulator stands in for OpenAI only: other providers still need theirs)."""
     try:
         provider = catalog.model(agent_model).provider
     except CatalogError:
+        return ""
+    if simulated and provider.name == SIMULATED_PROVIDER:
         return ""
     setting = provider.key_setting
     if setting and not getattr(settings, setting, ""):
@@ -138,10 +145,10 @@ async def run_scenario(scenario: Scenario, options: RunOptions, *,
             return result("skipped", why)
     if options.via == "call" and not loaded.spec.phone_numbers:
         return result("skipped", f"agent {scenario.agent!r} has no phone number to call")
-    needs = _needs_key(loaded.spec.model, catalog, settings)
-    if needs and not options.simulated_model:
-        return result("skipped", f"{loaded.spec.model} needs {needs}; set it, or run with "
-                                 f"--simulated-model")
+    needs = _needs_key(loaded.spec.model, catalog, settings, options.simulated_model)
+    if needs:
+        hint = "" if options.simulated_model else ", or run with --simulated-model"
+        return result("skipped", f"{loaded.spec.model} needs {needs}; set it{hint}")
 
     async with contextlib.AsyncExitStack() as stack:
         workspace = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scenario-")))

@@ -187,3 +187,18 @@ def test_a_skeleton_with_no_caller_words_is_still_valid() -> None:
     call = CallDetail(id="abc", carrier_call_id="CA", agent="front-desk", model="m",
                       requested_model="m", end_reason="idle_timeout")
     parse_scenario(skeleton(call), file="made.yaml")
+
+
+def test_an_agent_whose_key_is_missing_is_skipped_with_the_reason(cli, write, tmp_path) -> None:
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    text = (AGENTS / "front-desk-realtime.yaml").read_text()
+    (agents / "gem.yaml").write_text(
+        text.replace("name: front-desk-realtime", "name: gem")
+        .replace("model: openai/gpt-realtime", "model: google/gemini-2.5-flash-native-audio")
+        .replace("voice: marin", "voice: Puck"))
+    path = write("name: gem\nagent: gem\nturns:\n  - say: hi\n")
+    code, out, _ = cli(str(path), "--agents", str(agents), "--simulated-model")
+    assert code == 0
+    assert "SKIP  gem" in out
+    assert "google/gemini-2.5-flash-native-audio needs GEMINI_API_KEY; set it" in out
