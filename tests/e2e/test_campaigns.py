@@ -59,7 +59,10 @@ class _Server(ServerProcess):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agentplatform.cli", "serve", "--host", "127.0.0.1",
              "--port", str(self.port)],
-            env={**os.environ, "LOG_LEVEL": "info", **env, "PUBLIC_URL": self.base_url},
+            # Shedding off, as in processes.py: a loaded test machine must not refuse
+            # the campaign's calls with the busy message.
+            env={**os.environ, "LOG_LEVEL": "info", "OVERLOAD_SHEDDING": "false", **env,
+                 "PUBLIC_URL": self.base_url},
             cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT)
 
 
