@@ -22,6 +22,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.protocol import State
 
 from agentplatform.errors import ModelConnectError
 from agentplatform.realtime import openai_events as wire
@@ -45,6 +46,9 @@ from agentplatform.realtime.base import (
 logger = logging.getLogger(__name__)
 
 _MAX_MESSAGE = 16 * 1024 * 1024
+# An audio append takes the direct path (``send_audio``) while less than this is still
+# unsent: the transport's own high-water mark, above which ``send`` would wait.
+_DIRECT_SEND_BUFFER = 64 * 1024
 
 
 class SessionState(StrEnum):
@@ -334,8 +338,19 @@ class OpenAIRealtimeSession(ModelSession):
         if self._state is not SessionState.OPEN or ws is None:
             self.dropped_audio += 1
             return
+        text = wire.audio_append(audio)
+        transport = ws.transport
+        if (ws.protocol.state is State.OPEN and not transport.is_closing()
+                and transport.get_write_buffer_size() < _DIRECT_SEND_BUFFER):
+            # Fifty appends a second per call: frame and write each one directly, as
+            # ``send`` does inside its async context, without that context's cost. A
+            # closing socket or a peer that reads slowly takes ``send``, which waits
+            # for the buffer to drain or raises ``ConnectionClosed`` as it should.
+            ws.protocol.send_text(text.encode())
+            ws.send_data()
+            return
         try:
-            await ws.send(wire.audio_append(audio))
+            await ws.send(text)
         except ConnectionClosed:
             self.dropped_audio += 1
 

@@ -428,6 +428,26 @@ async def test_close_ends_the_event_stream(
     assert session.dropped_audio == 1
 
 
+async def test_audio_to_a_model_that_stops_reading_waits_instead_of_piling_up(
+        server: OpenAIRealtimeServer, opened: Callable[..., Any]) -> None:
+    # Appends are written straight to the socket while it keeps up; once the peer stops
+    # reading and the kernel's buffers fill, an append must wait for the peer (as
+    # ``send`` does), not queue without bound in the process.
+    session, _ = await opened()
+    server.connections[0].ws.transport.pause_reading()
+    chunk = silence(100, 24000)
+    for _ in range(5000):  # 32 MB: far more than loopback socket buffers hold
+        try:
+            await asyncio.wait_for(session.send_audio(chunk), 1.0)
+        except TimeoutError:
+            break
+    else:
+        pytest.fail("every append returned at once while the model read nothing")
+    assert session._ws is not None
+    assert session._ws.transport.get_write_buffer_size() < 256 * 1024
+    server.connections[0].ws.transport.resume_reading()
+
+
 async def test_a_response_cut_off_by_a_drop_ends_as_failed_before_the_reconnect(
         server: OpenAIRealtimeServer, opened: Callable[..., Any]) -> None:
     server.pace, server.script = 1.0, [Reply("A long answer.", audio_ms=8000)]
