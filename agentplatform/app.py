@@ -136,7 +136,8 @@ class Platform:
 
     def dial_ended(self, request: OutboundRequest, reason: str, detail: str) -> None:
         """An outbound call nobody answered: close its queued record with ``reason``
-        (``busy``, ``no_answer``, ``failed``) and free the slot it held."""
+        (``busy``, ``no_answer``, ``failed``, ``server_shutdown``) and free the slot it
+        held."""
         try:
             end = EndReason(reason)
         except ValueError:

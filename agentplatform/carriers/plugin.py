@@ -96,7 +96,8 @@ class CarrierContext:
 
     def dial_ended(self, request: OutboundRequest, reason: str, detail: str = "") -> None:
         """An outbound call that never reached a conversation: ``reason`` is an
-        end-reason value (``busy``, ``no_answer``, ``failed``); closes the record the
+        end-reason value (``busy``, ``no_answer``, ``failed``; ``server_shutdown`` when the
+        server stopped while it rang, so a campaign tries it again); closes the record the
         platform opened when it queued the call, and frees its concurrency slot. Called
         at most once per request. For a call handed over with ``handle_call``, only
         with ``completed`` (the carrier's final word that the call is over), which

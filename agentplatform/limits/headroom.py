@@ -12,7 +12,12 @@ Two measurements, both of this process:
 - **Event-loop lag**: a sampler sleeps ``SAMPLE_SECONDS`` and notes how late it woke.
   Lag is the time a frame waits before the bridge even sees it; its p99 over the last
   ``WINDOW_SECONDS`` over ``max_lag_ms`` means the loop is already too busy.
-- **CPU**: the process's CPU time per wall second. Each live call costs about
+- **CPU**: the event loop's thread's CPU time per wall second (read by the sampler,
+  which runs on that thread). Only the loop's own work counts: the offline cascade's
+  speech engines run in worker threads that release the interpreter lock and have their
+  own cap (``CASCADE_MAX_CALLS``), so a caller talking to the offline desk must not make
+  the next call look unaffordable; when those threads do hold the loop back, the lag
+  shows it. Each live call costs about
   ``cpu / live`` of a core; a new call is refused when the projected CPU with it (and
   with the calls admitted in the last seconds whose streams are still starting) would
   pass ``max_cpu``. Before any call is up the cost per call is ``PRIOR_CPU_PER_CALL``.
@@ -47,7 +52,7 @@ class Figures:
     """What the process knows of itself at one moment."""
 
     lag_p99_ms: float
-    cpu: float  # cores (1.0 = one core busy)
+    cpu: float  # the event loop thread's CPU, in cores (1.0 = its core busy)
     live_calls: int
     arriving_calls: int
 
@@ -85,7 +90,7 @@ class Headroom:
 
     def __init__(self, limits: Limits, live_calls: Callable[[], int],
                  clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.process_time) -> None:
+                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
         self.limits = limits
         self._live_calls = live_calls
         self._clock = clock
@@ -163,8 +168,9 @@ class HeadroomCollector(Collector):
         yield GaugeMetricFamily("agentplatform_event_loop_lag_p99_seconds",
                                 "Event-loop lag p99 over the last seconds, this process.",
                                 value=f.lag_p99_ms / 1000.0)
-        yield GaugeMetricFamily("agentplatform_process_cpu_cores",
-                                "CPU this process used per wall second (1 = one core).",
+        yield GaugeMetricFamily("agentplatform_event_loop_cpu_cores",
+                                "CPU the event loop's thread used per wall second "
+                                "(1 = one core), this process.",
                                 value=f.cpu)
         yield GaugeMetricFamily("agentplatform_overloaded",
                                 "1 while this process would refuse a new call for want of "

@@ -326,7 +326,7 @@ async def test_the_call_a_number_form_places_the_call_and_opens_its_page(tmp_pat
     assert call.field("To") == CALLEE
 
 
-async def test_a_call_still_ringing_when_the_server_stops_is_canceled_and_recorded_failed(
+async def test_a_call_still_ringing_when_the_server_stops_is_canceled_and_recorded_server_shutdown(
         tmp_path):
     from agentplatform.storage.database import make_engine
 
@@ -343,5 +343,5 @@ async def test_a_call_still_ringing_when_the_server_stops_is_canceled_and_record
         engine.dispose()
     assert {"Status": "canceled"} in call.updates and call.status == "canceled"
     assert call.caller is None and not sim.sessions
-    assert (detail.end_reason, detail.status) == ("failed", "ended")
+    assert (detail.end_reason, detail.status) == ("server_shutdown", "ended")
     assert "stopped while the call rang" in detail.end_detail

@@ -119,3 +119,33 @@ async def test_an_overloaded_process_answers_busy_records_it_and_exports_it(
 
 def test_a_process_with_no_call_takes_one_however_slow_its_loop() -> None:
     assert decide(Figures(lag_p99_ms=500.0, cpu=0.99, live_calls=0, arriving_calls=0), LIMITS) is None
+
+
+async def test_cpu_burnt_by_worker_threads_does_not_count_against_the_event_loop() -> None:
+    """The offline cascade's speech engines run in worker threads (capped on their own);
+    only the event loop's own CPU says whether one more bridged call fits."""
+    import asyncio
+    import threading
+    import time
+
+    stop = threading.Event()
+
+    def burn() -> None:
+        while not stop.is_set():
+            sum(i * i for i in range(2000))
+            time.sleep(0)  # let the loop's thread run between slices
+
+    headroom = Headroom(Limits(max_lag_ms=0.0, max_cpu=0.8), live_calls=lambda: 1)
+    burner = threading.Thread(target=burn, daemon=True)
+    process_cpu_before = time.process_time()
+    burner.start()
+    headroom.start()
+    try:
+        await asyncio.sleep(1.3)
+    finally:
+        stop.set()
+        burner.join()
+        await headroom.stop()
+    burnt = time.process_time() - process_cpu_before
+    assert burnt > 0.4  # the worker really ran: the old whole-process figure saw it
+    assert headroom.figures().cpu < 0.25

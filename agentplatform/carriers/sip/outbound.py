@@ -347,13 +347,13 @@ class OutboundCall:
 
     def abandon(self, detail: str) -> None:
         """Stop dialing (the server is shutting down): CANCEL if it rings, and report
-        ``failed`` now rather than when the trunk answers the CANCEL."""
+        ``server_shutdown`` now rather than when the trunk answers the CANCEL."""
         if not self.pending:
             return
         self._cancel_wanted = True
         if self.ringing and not self._cancel_sent:
             self._send_cancel()
-        self._finish("failed", detail)
+        self._finish("server_shutdown", detail)
 
     def _cancel_unanswered(self) -> None:
         if self._tx is not None:

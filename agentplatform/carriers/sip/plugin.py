@@ -61,7 +61,7 @@ class SipCarrier(Carrier):
 
     async def stop(self) -> None:
         """After the platform ended live calls: any call still up gets our BYE, any
-        call still ringing our CANCEL (and its record ``failed``)."""
+        call still ringing our CANCEL (and its record ``server_shutdown``)."""
         for attempt in self._attempts:
             attempt.abandon("the server shut down while the call was ringing")
         self._attempts.clear()

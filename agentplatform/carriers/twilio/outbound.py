@@ -289,7 +289,7 @@ class TwilioDialer:
 
     async def cancel_ringing(self) -> None:
         """At shutdown: cancel the calls this process placed that still ring, so none
-        is answered with nobody left to talk, and record them ``failed``. Twilio's
+        is answered with nobody left to talk, and record them ``server_shutdown``. Twilio's
         ``canceled`` leaves a call already answered alone, so only a call it reports
         canceled is closed here."""
         ringing, self._ringing = self._ringing, {}
@@ -301,7 +301,8 @@ class TwilioDialer:
         for (sid, request), canceled in zip(pending, results, strict=True):
             if canceled:
                 log.info("call %s: Twilio call %s canceled at shutdown", request.call_id, sid)
-                self._context.dial_ended(request, EndReason.FAILED.value, STOPPED_WHILE_RINGING)
+                self._context.dial_ended(request, EndReason.SERVER_SHUTDOWN.value,
+                                         STOPPED_WHILE_RINGING)
 
     async def _cancel(self, call_sid: str) -> bool:
         update = self._rest().calls(call_sid).update

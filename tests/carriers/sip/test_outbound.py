@@ -268,7 +268,7 @@ def test_settings_that_cannot_place_calls_say_why(template, problem):
     assert problem in (OutboundConfig(template, "", "", "", 30).problem() or "")
 
 
-async def test_an_abandoned_ringing_call_is_cancelled_and_reported_failed(server):
+async def test_an_abandoned_ringing_call_is_cancelled_and_reported_server_shutdown(server):
     _, host, _ = server
     async with SipCallee(answer="never") as callee:
         attempt = await dial(server, callee, ring_timeout_s=30)
@@ -278,4 +278,4 @@ async def test_an_abandoned_ringing_call_is_cancelled_and_reported_failed(server
         attempt.abandon("shutting down")
         async with asyncio.timeout(5):
             await callee.cancelled.wait()
-    assert host.ended == [("c0ffee", "failed", "shutting down")] and not attempt.pending
+    assert host.ended == [("c0ffee", "server_shutdown", "shutting down")] and not attempt.pending
