@@ -77,15 +77,20 @@ GOODBYE_GRACE_SECONDS = 20.0
 # failed, and talk on with the caller, while the target is still ringing.
 TRANSFER_TIMEOUT_SECONDS = 90.0
 # What the model is told when a transfer did not go through (never the number).
+# Each platform note ends with a line to say (``Say something like: "…"``): a language
+# model words it its own way; the offline rules responder, which cannot follow an
+# instruction, says that line (``text/rules.py``).
 TRANSFER_FAILED_NOTE = (
     "(The transfer to {destination} did not go through: the caller is still on the line "
-    "with you. Tell them the transfer failed, and keep helping them.)"
+    "with you. Tell them the transfer failed, and keep helping them. Say something like: "
+    "\"I'm sorry, I couldn't put you through just now. How else can I help?\")"
 )
 # No input (``limits.idle_prompt_seconds``): what the model is asked to say.
 IDLE_PROMPT = ("The caller has said nothing for a while. Briefly ask whether they are "
-               "still there.")
+               "still there. Say something like: \"Are you still there?\"")
 IDLE_GOODBYE = ("The caller is still silent. Say a short, polite goodbye now: you are "
-                "ending the call.")
+                "ending the call. Say something like: \"I can't hear anyone, so I'll "
+                "hang up now. Goodbye.\"")
 # Session notices that mean the provider connection was replaced mid-call.
 RECONNECT_NOTICES = frozenset({"reconnected", "resumed", "recycled"})
 

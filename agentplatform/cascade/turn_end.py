@@ -62,6 +62,12 @@ would should will shall may might must i i'm i'd i'll we they he she it's
 um uh er erm hmm well and-uh want need wanted needed wondering think
 book make get schedule cancel reschedule ask tell bring find
 """.split())
+# A turn made only of a greeting ("Hi.", "Hello there,") is, on a phone line, nearly
+# always the start of the caller's reason: "Hi, I have a terrible toothache." Whisper
+# writes the pause after "Hi," as a full stop, so the words alone would end the turn.
+_GREETING_ONLY = frozenset("""
+hi hello hey hiya yo there good morning afternoon evening oh
+""".split())
 _TRAILING_CUT = re.compile(r"(,|;|:|-|—|…|\.\.\.)\s*$")
 _SENTENCE_END = re.compile(r"[.?!]\s*$")
 _WORD = re.compile(r"[a-z']+")
@@ -74,6 +80,8 @@ def judge(text: str) -> Verdict:
     if not words:
         return Verdict.EMPTY
     if _TRAILING_CUT.search(stripped) or words[-1] in _DANGLING:
+        return Verdict.INCOMPLETE
+    if all(word in _GREETING_ONLY for word in words):
         return Verdict.INCOMPLETE
     if _SENTENCE_END.search(stripped):
         return Verdict.COMPLETE

@@ -29,7 +29,9 @@ from agentplatform.text.base import TaskResponses, TextDelta
 logger = logging.getLogger(__name__)
 
 # The bridge asks for its greeting in exactly this form (see bridge/call.py).
-_SAY_EXACTLY = re.compile(r'Say exactly:\s*"(?P<line>.*)"', re.DOTALL)
+# A platform instruction (a greeting, a voicemail message, a failed transfer, an idle
+# prompt) names the line to say; a caller's words never contain this form.
+_SAY_EXACTLY = re.compile(r'Say (?:exactly|something like):\s*"(?P<line>.*)"', re.DOTALL)
 _OUTPUT_FIELD = re.compile(r"\{output((?:\.[A-Za-z0-9_-]+)*)\}")
 GOODBYE_LINE = "Thank you for calling. Goodbye."
 
@@ -90,6 +92,14 @@ class RulesSession(TaskResponses):
 
     async def send_user(self, text: str) -> None:
         await self.cancel()
+        said = _SAY_EXACTLY.search(text)
+        if said is not None:
+            # A note from the platform, not the caller's words: matching it against the
+            # rules would answer the note (a failed transfer's note would ask for the
+            # transfer again, and again). Say its line instead.
+            self.history.append({"role": "system", "content": text})
+            self._start(self._say(said.group("line")))
+            return
         self.history.append({"role": "user", "content": text})
         self._start(self._answer(text))
 

@@ -49,3 +49,10 @@ def test_every_eagerness_waits_longer_for_an_unfinished_phrase_than_a_thinking_p
     # The bench's pause set holds pauses up to 700 ms inside a sentence.
     for hangovers in HANGOVERS.values():
         assert hangovers.complete_ms < 400 <= 700 <= hangovers.incomplete_ms
+
+
+@pytest.mark.parametrize("text", ["Hi.", "Hello.", "Hi there.", "Good morning.", "Hey"])
+def test_a_greeting_alone_waits_for_the_callers_reason(text: str) -> None:
+    """"Hi, I have a terrible toothache.": Whisper writes the pause after "Hi," as a full
+    stop; answered there, the agent talks over the caller's reason."""
+    assert judge(text) is Verdict.INCOMPLETE

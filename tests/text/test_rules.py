@@ -125,3 +125,28 @@ def test_fill_output_takes_whole_output_fields_and_missing_fields() -> None:
     assert fill_output("{output.items.1}", '{"items": ["a", "b"]}') == "b"
     assert fill_output("[{output.nope}]", '{"x": 1}') == "[]"
     assert fill_output("{output.x}", "not json") == ""
+
+
+async def test_a_platform_note_is_answered_with_its_line_not_matched_against_the_rules(
+        session: RulesSession) -> None:
+    """A failed transfer's note names "appointment" desk words: matched as caller words it
+    would call the tool again, and again; the rules say the note's line instead."""
+    from agentplatform.bridge.call import TRANSFER_FAILED_NOTE
+
+    feed = Feed(session)
+    await session.send_user(TRANSFER_FAILED_NOTE.format(destination="the appointment desk"))
+    events = await feed.response()
+    assert not [e for e in events if isinstance(e, ToolCall)]
+    assert text_of(events) == "I'm sorry, I couldn't put you through just now. How else can I help?"
+    assert session.history[-2]["role"] == "system"
+
+
+async def test_an_idle_prompt_asks_whether_the_caller_is_still_there(
+        session: RulesSession) -> None:
+    from agentplatform.bridge.call import IDLE_GOODBYE, IDLE_PROMPT
+
+    feed = Feed(session)
+    await session.respond(IDLE_PROMPT)
+    assert text_of(await feed.response()) == "Are you still there?"
+    await session.respond(IDLE_GOODBYE)
+    assert "Goodbye" in text_of(await feed.response())
