@@ -20,9 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from enum import StrEnum
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.protocol import State
 
 from agentplatform.errors import ModelConnectError
 from agentplatform.realtime import openai_events as wire
@@ -42,13 +40,11 @@ from agentplatform.realtime.base import (
     ToolCall,
     Transcript,
 )
+from agentplatform.realtime.ws_client import ModelSocket, connect
 
 logger = logging.getLogger(__name__)
 
 _MAX_MESSAGE = 16 * 1024 * 1024
-# An audio append takes the direct path (``send_audio``) while less than this is still
-# unsent: the transport's own high-water mark, above which ``send`` would wait.
-_DIRECT_SEND_BUFFER = 64 * 1024
 
 
 class SessionState(StrEnum):
@@ -104,7 +100,7 @@ class OpenAIRealtimeSession(ModelSession):
         self._reconnect_backoff = reconnect_backoff
         self._bytes_per_ms = wire.BYTES_PER_MS[setup.audio_format]
         self._state = SessionState.NEW
-        self._ws: ClientConnection | None = None
+        self._ws: ModelSocket | None = None
         self._reader: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[ModelEvent | None] = asyncio.Queue()
         self._events_ended = False
@@ -170,15 +166,13 @@ class OpenAIRealtimeSession(ModelSession):
         self._transition(SessionState.OPEN)
         self._reader = asyncio.create_task(self._run(), name="openai-realtime-reader")
 
-    async def _open(self) -> ClientConnection:
+    async def _open(self) -> ModelSocket:
         """Open the socket, wait for the greeting, configure, wait for ``session.updated``."""
         url = self.url()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                ws = await connect(
-                    url, additional_headers=wire.auth_headers(self.setup),
-                    compression=None, max_size=_MAX_MESSAGE, open_timeout=None,
-                )
+                ws = await connect(url, additional_headers=wire.auth_headers(self.setup),
+                                   max_size=_MAX_MESSAGE)
                 try:
                     await self._expect(ws, self.first_event)
                     self._session_config = self.build_session()
@@ -197,7 +191,7 @@ class OpenAIRealtimeSession(ModelSession):
         return ws
 
     @staticmethod
-    async def _expect(ws: ClientConnection, wanted: str) -> dict[str, Any]:
+    async def _expect(ws: ModelSocket, wanted: str) -> dict[str, Any]:
         """Read until ``wanted`` arrives; an ``error`` first fails the setup."""
         while True:
             event = wire.parse(await ws.recv())
@@ -210,7 +204,7 @@ class OpenAIRealtimeSession(ModelSession):
                 raise ModelConnectError(f"realtime session refused: {code}: {message}")
             logger.debug("realtime setup: skipping %s while waiting for %s", event["type"], wanted)
 
-    async def _replay(self, ws: ClientConnection) -> None:
+    async def _replay(self, ws: ModelSocket) -> None:
         """Send the conversation so far, then whatever the bridge asked for meanwhile."""
         for item in self._history:
             await ws.send(wire.dumps(wire.history_item(item)))
@@ -234,7 +228,7 @@ class OpenAIRealtimeSession(ModelSession):
         finally:
             self._end_events()
 
-    async def _read(self, ws: ClientConnection | None) -> str:
+    async def _read(self, ws: ModelSocket | None) -> str:
         """Dispatch events until the socket ends or a handler asks for a new session."""
         if ws is None:
             return "no socket"
@@ -339,15 +333,11 @@ class OpenAIRealtimeSession(ModelSession):
             self.dropped_audio += 1
             return
         text = wire.audio_append(audio)
-        transport = ws.transport
-        if (ws.protocol.state is State.OPEN and not transport.is_closing()
-                and transport.get_write_buffer_size() < _DIRECT_SEND_BUFFER):
-            # Fifty appends a second per call: frame and write each one directly, as
-            # ``send`` does inside its async context, without that context's cost. A
-            # closing socket or a peer that reads slowly takes ``send``, which waits
-            # for the buffer to drain or raises ``ConnectionClosed`` as it should.
-            ws.protocol.send_text(text.encode())
-            ws.send_data()
+        if ws.writable:
+            # Fifty appends a second per call: written at once, no await. A closing
+            # socket or a model that reads slowly takes ``send``, which waits for it
+            # or raises ``ConnectionClosed``.
+            ws.send_now(text)
             return
         try:
             await ws.send(text)
@@ -567,7 +557,7 @@ class OpenAIRealtimeSession(ModelSession):
         self._emit(SessionError(code=code, message=message, fatal=False))
 
 
-async def _close_quietly(ws: ClientConnection) -> None:
+async def _close_quietly(ws: ModelSocket) -> None:
     """Close a socket we are done with; a dead peer must not hold the call up."""
     try:
         async with asyncio.timeout(1.0):
