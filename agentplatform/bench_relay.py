@@ -1,7 +1,7 @@
 """The null relay: the floor the bridge is measured against in ``make bench``.
 
 The thinnest bridge on the same stack as ``agentplatform serve`` (FastAPI on uvicorn,
-the same event loop and WebSocket server, the same ``websockets`` client to the model):
+the same event loop and WebSocket server, the same model socket client, ``ws_client``):
 it parses each carrier frame and forwards its payload to the model socket, and each
 model delta back as a media message and a mark; ``speech_started`` becomes a
 ``clear``. μ-law passes straight through (no transcoding), nothing is recorded, no
@@ -18,7 +18,8 @@ import sys
 
 import orjson
 from fastapi import FastAPI, Request, Response, WebSocket
-from websockets.asyncio.client import connect
+
+from agentplatform.realtime.ws_client import ModelSocket, connect
 
 _APPEND = '{"type":"input_audio_buffer.append","audio":"'
 
@@ -49,7 +50,8 @@ def create_relay(model_url: str) -> FastAPI:
             if msg.get("event") == "start":
                 stream_sid = msg["start"]["streamSid"]
                 caller = msg["start"]["customParameters"].get("from", "")
-        async with connect(model_url, compression=None, max_size=1 << 24) as model:
+        model = await connect(model_url, additional_headers={}, max_size=1 << 24)
+        try:
             await model.recv()  # session.created
             await model.send(orjson.dumps({"type": "session.update", "session": {
                 "type": "realtime", "instructions": f"Null relay for caller {caller}.",
@@ -66,7 +68,7 @@ def create_relay(model_url: str) -> FastAPI:
                     msg = orjson.loads(await ws.receive_text())
                     event = msg.get("event")
                     if event == "media":
-                        await model.send(_APPEND + msg["media"]["payload"] + '"}')
+                        await _send_audio(model, _APPEND + msg["media"]["payload"] + '"}')
                     elif event == "stop":
                         return
 
@@ -87,8 +89,19 @@ def create_relay(model_url: str) -> FastAPI:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 task.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(model.close(), 1.0)
 
     return app
+
+
+async def _send_audio(model: ModelSocket, text: str) -> None:
+    """As the bridge's session sends audio: at once while the model keeps up."""
+    if model.writable:
+        model.send_now(text)
+    else:
+        await model.send(text)
 
 
 def main() -> None:
