@@ -60,6 +60,7 @@ class ModelSocket(picows.WSListener):
         self._parts_size = 0
         self._rcvd: Close | None = None
         self._sent: Close | None = None
+        self._rcvd_first = False
         self._disconnected = False
         self.close_code: int | None = None
 
@@ -92,6 +93,7 @@ class ModelSocket(picows.WSListener):
             self._rcvd = Close(code, frame.get_close_message().decode(errors="replace")
                                if frame.get_close_message() else "")
             self.close_code = code
+            self._rcvd_first = self._sent is None
             if not transport.is_close_frame_sent:
                 self._sent = Close(code, "")
                 transport.send_close(frame.get_close_code())
@@ -126,9 +128,11 @@ class ModelSocket(picows.WSListener):
             waiter.set_result(None)
 
     def _closed_error(self) -> ConnectionClosed:
+        # Which close frame came first, when there were both (websockets requires it).
+        order = self._rcvd_first if self._rcvd is not None and self._sent is not None else None
         if self._rcvd is not None and self._rcvd.code in _NORMAL_CODES:
-            return ConnectionClosedOK(self._rcvd, self._sent)
-        return ConnectionClosedError(self._rcvd, self._sent)
+            return ConnectionClosedOK(self._rcvd, self._sent, order)
+        return ConnectionClosedError(self._rcvd, self._sent, order)
 
     async def recv(self) -> str | bytes:
         """The next message; ``ConnectionClosed`` once the socket has ended."""
