@@ -52,6 +52,8 @@ from agentplatform.testing.line_impairments import LineImpairments
 
 BYTES_PER_MS = 8  # μ-law 8 kHz mono
 _SILENCE_FRAME = bytes([twilio.ULAW_SILENCE]) * twilio.FRAME_BYTES
+# How often the playback clock wakes (line-time ms); see ``_playback_loop``.
+PLAYBACK_TICK_MS = 5
 
 
 def _sid(prefix: str) -> str:
@@ -370,8 +372,12 @@ class TwilioCaller:
         self._log("mark", name)
 
     async def _playback_loop(self) -> None:
-        """Twilio's playback clock: consume the queue at 8 bytes/ms of line time."""
-        tick_s = twilio.FRAME_MS / 1000 / self.speed
+        """Twilio's playback clock: consume the queue at 8 bytes/ms of line time.
+
+        It wakes every 5 ms, not every 20 ms frame: a mark goes back when playback
+        reaches it, and a coarser clock would echo marks up to a frame late, which the
+        bridge's heard position and a recording's agent track would then inherit."""
+        tick_s = PLAYBACK_TICK_MS / 1000 / self.speed
         while not self._closed.is_set():
             await asyncio.sleep(tick_s)
             due = int((time.monotonic() - self._t0) * self.speed * 1000) * BYTES_PER_MS
