@@ -69,7 +69,7 @@ END_REASONS = {"agent_ended": "agent", "caller_hung_up": "caller", "transferred"
                "idle_timeout": "agent"}
 
 
-def _arguments(text: str) -> dict[str, Any]:
+def tool_arguments(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text) if text.strip() else {}
     except ValueError:
@@ -78,7 +78,7 @@ def _arguments(text: str) -> dict[str, Any]:
 
 
 def _tool(t: ToolInvocationPublic) -> ToolUse:
-    return ToolUse(t.name, _arguments(t.arguments), t.result, t.ok)
+    return ToolUse(t.name, tool_arguments(t.arguments), t.result, t.ok)
 
 
 def _index(at: datetime, marks: list[datetime]) -> int:

@@ -14,18 +14,10 @@ import re
 from typing import Any
 
 from agentplatform.agents.yamlio import dump_document
-from agentplatform.scenarios.record import END_REASONS
+from agentplatform.scenarios.record import END_REASONS, tool_arguments
 from agentplatform.storage.models import CallDetail
 
 BUILT_INS = frozenset({"end_call", "transfer_call", "send_dtmf"})
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _returned(text: str) -> Any:
@@ -51,7 +43,7 @@ def skeleton(call: CallDetail) -> dict[str, Any]:
         for tool in call.tools:
             if tool.created_at < user.created_at or (until is not None and tool.created_at >= until):
                 continue
-            args = _arguments(tool.arguments)
+            args = tool_arguments(tool.arguments)
             expect.append({"tool_called": {"name": tool.name, "args": args} if args
                            else {"name": tool.name}})
             if tool.name not in BUILT_INS and tool.ok:

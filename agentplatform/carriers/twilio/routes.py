@@ -17,14 +17,25 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response, WebSocket
 from starlette.datastructures import FormData
-from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from agentplatform.carriers.tokens import StreamTokens
 from agentplatform.carriers.twilio import signature
-from agentplatform.carriers.twilio.control import TwilioCallControl
-from agentplatform.carriers.twilio.outbound import AMD_PATH, DIAL_STATUS_PATH, LiveStreams, \
-    TwilioDialer
-from agentplatform.carriers.twilio.stream import POLICY_VIOLATION, TOKEN_PARAMETER, TwilioCallAudio
+from agentplatform.carriers.twilio.control import (
+    TwilioCallControl,
+    say_and_hang_up_twiml,
+)
+from agentplatform.carriers.twilio.outbound import (
+    AMD_PATH,
+    DIAL_STATUS_PATH,
+    LiveStreams,
+    TwilioDialer,
+    stream_twiml,
+)
+from agentplatform.carriers.twilio.stream import (
+    POLICY_VIOLATION,
+    TOKEN_PARAMETER,
+    TwilioCallAudio,
+)
 from agentplatform.config import Settings
 from agentplatform.errors import CarrierError
 from agentplatform.single_use import SingleUseStore
@@ -46,28 +57,8 @@ def stream_url(settings: Settings, host_header: str) -> str:
     return f"wss://{host_header}{MEDIA_PATH}"
 
 
-def connect_twiml(url: str, parameters: dict[str, str]) -> str:
-    """``<Connect><Stream url>`` with the parameters, then ``<Hangup/>``."""
-    response = VoiceResponse()
-    connect = Connect()
-    stream = connect.stream(url=url)
-    for name, value in parameters.items():
-        stream.parameter(name=name, value=value)
-    response.append(connect)
-    response.hangup()
-    return str(response)
-
-
 def unknown_number_twiml() -> str:
     return say_and_hang_up_twiml(UNKNOWN_NUMBER_MESSAGE)
-
-
-def say_and_hang_up_twiml(message: str) -> str:
-    """``<Say>message</Say><Hangup/>``: a refusal the caller hears, with no stream."""
-    response = VoiceResponse()
-    response.say(message)
-    response.hangup()
-    return str(response)
 
 
 def build_router(
@@ -144,7 +135,7 @@ def build_router(
         token = tokens.mint(call_sid, agent, settings.stream_token_ttl_seconds)
         params = {"agent": agent, TOKEN_PARAMETER: token, "from": caller, "to": to}
         url = stream_url(settings, request.headers.get("host", request.url.netloc))
-        return Response(connect_twiml(url, params), media_type=XML)
+        return Response(stream_twiml(url, params), media_type=XML)
 
     @router.websocket(MEDIA_PATH)
     async def media(websocket: WebSocket) -> None:
