@@ -233,14 +233,18 @@ class OpenAIRealtimeSession(ModelSession):
         if ws is None:
             return "no socket"
         try:
-            async for raw in ws:
-                self._dispatch(raw)
-                if self._reconnect_reason:
-                    return self._reconnect_reason
+            # Handled in the socket's callback: no reader wake-up per delta.
+            if await ws.dispatch(self._dispatch_until_reconnect):
+                return self._reconnect_reason or "dispatch stopped"
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else "none"
             return f"connection lost (close code {code})"
         return f"connection closed by server (close code {ws.close_code})"
+
+    def _dispatch_until_reconnect(self, raw: str | bytes) -> bool:
+        """Dispatch one event; true once a handler asked for a new session."""
+        self._dispatch(raw)
+        return bool(self._reconnect_reason)
 
     def _dispatch(self, raw: str | bytes) -> None:
         event = wire.parse(raw)

@@ -91,3 +91,89 @@ async def test_a_dropped_connection_raises_from_iteration() -> None:
     assert received == ["first"]
     assert caught.value.rcvd is None
     assert socket.close_code == 1006
+
+
+async def test_dispatch_hands_every_message_over_in_order_including_those_already_received() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        for i in range(5):
+            await ws.send(f"m{i}")
+        await asyncio.sleep(0.05)  # the first ones arrive before dispatching starts
+        for i in range(5, 8):
+            await ws.send(f"m{i}")
+        await ws.close(1000)
+
+    async with server(handler) as url:
+        socket = await connect(url, additional_headers={}, max_size=1 << 20)
+        await asyncio.sleep(0.03)
+        got: list[str | bytes] = []
+        stopped = await socket.dispatch(lambda message: got.append(message) or False)
+    assert got == [f"m{i}" for i in range(8)]
+    assert stopped is False  # a normal close ends it quietly
+    assert socket.close_code == 1000
+
+
+async def test_dispatch_runs_in_the_socket_callback_without_a_task_per_message() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await asyncio.sleep(0.05)  # dispatching has started by then
+        await ws.send(["frag", "mented"])
+        await ws.send("whole")
+        await ws.close(1000)
+
+    tasks: list[asyncio.Task[Any] | None] = []
+
+    def record(message: str | bytes) -> bool:
+        tasks.append(asyncio.current_task())
+        return False
+
+    async with server(handler) as url:
+        socket = await connect(url, additional_headers={}, max_size=1 << 20)
+        await socket.dispatch(record)
+    assert tasks == [None, None]  # called from the transport's callback, not a task
+
+
+async def test_dispatch_stops_when_the_handler_says_so_and_later_messages_wait_for_recv() -> None:
+    release = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("a")
+        await ws.send("stop")
+        await release.wait()
+        await ws.send("after")
+        await ws.wait_closed()
+
+    async with server(handler) as url:
+        socket = await connect(url, additional_headers={}, max_size=1 << 20)
+        got: list[str | bytes] = []
+        stopped = await socket.dispatch(lambda message: got.append(message) or message == "stop")
+        release.set()
+        assert stopped is True
+        assert got == ["a", "stop"]
+        assert await socket.recv() == "after"
+        await socket.close()
+
+
+async def test_dispatch_raises_on_a_dropped_connection_and_on_a_failing_handler() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("first")
+        await asyncio.sleep(0.05)
+        ws.transport.abort()  # no close frame
+
+    async with server(handler) as url:
+        socket = await connect(url, additional_headers={}, max_size=1 << 20)
+        with pytest.raises(ConnectionClosed):
+            await socket.dispatch(lambda message: False)
+    assert socket.close_code == 1006
+
+    def failing(message: str | bytes) -> bool:
+        raise ValueError(f"cannot handle {message}")
+
+    async def talker(ws: ServerConnection) -> None:
+        await asyncio.sleep(0.02)
+        await ws.send("boom")
+        await ws.wait_closed()
+
+    async with server(talker) as url:
+        socket = await connect(url, additional_headers={}, max_size=1 << 20)
+        with pytest.raises(ValueError, match="cannot handle boom"):
+            await socket.dispatch(failing)
+        await socket.close()
