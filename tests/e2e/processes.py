@@ -24,9 +24,14 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str], workdir: Path, name: str) -> None:
+    def __init__(self, env: dict[str, str], workdir: Path, name: str, *,
+                 public_url_is_own: bool = False) -> None:
+        """``public_url_is_own``: ``PUBLIC_URL`` is this server's own address, for a
+        simulator that calls it back (Twilio's REST simulator dialing a campaign)."""
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        if public_url_is_own:
+            env = {**env, "PUBLIC_URL": self.base_url}
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

@@ -5,9 +5,6 @@ queue), and one process on its own database queue across a restart."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ from agentplatform.testing.twilio_rest_server import (
 from tests.services import REDIS_URL
 
 from .campaign_callees import CampaignCallees, script
-from .processes import ServerProcess, _free_port, fleet_env
+from .processes import ServerProcess, fleet_env
 
 AGENT_NUMBER = "+15555550100"
 AGENT_YAML = f"""\
@@ -46,24 +43,6 @@ FAILED = NUMBERS[15:16]  # the carrier cannot place it
 
 def _csv() -> str:
     return "number,name\n" + "".join(f"{n},Patient {i}\n" for i, n in enumerate(NUMBERS))
-
-
-class _Server(ServerProcess):
-    """A server process whose PUBLIC_URL is its own address (Twilio calls it back)."""
-
-    def __init__(self, env: dict[str, str], workdir: Path, name: str) -> None:
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentplatform.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            # Shedding off, as in processes.py: a loaded test machine must not refuse
-            # the campaign's calls with the busy message.
-            env={**os.environ, "LOG_LEVEL": "info", "OVERLOAD_SHEDDING": "false", **env,
-                 "PUBLIC_URL": self.base_url},
-            cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT)
 
 
 async def _api(base_url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -117,7 +96,7 @@ async def test_a_campaign_of_20_numbers_completes_across_two_processes_dialing_n
                      failed=FAILED)
     async with OpenAIRealtimeServer() as sim, TwilioRestServer(callees=callees) as twilio:
         env = _fleet_env(tmp_path, sim, twilio, database_url, REDIS_URL=REDIS_URL)
-        procs = [_Server(env, tmp_path, f"server{i}") for i in range(2)]
+        procs = [ServerProcess(env, tmp_path, f"server{i}", public_url_is_own=True) for i in range(2)]
         try:
             await asyncio.gather(*(p.wait_ready() for p in procs))
             a, b = procs
