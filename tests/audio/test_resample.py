@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pytest
@@ -6,13 +7,25 @@ from scipy import signal
 
 from agentplatform.audio.frames import tone
 from agentplatform.audio.resample import (
+    KERNELS,
     IdentityResampler,
     PolyphaseResampler,
     SoxrResampler,
+    compiled_kernel_available,
     make_resampler,
 )
 
 PAIRS = [(8000, 24000), (24000, 8000), (8000, 16000), (16000, 8000), (24000, 16000)]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request) -> str:
+    """Each streaming test runs on the compiled kernel and on the NumPy path."""
+    if request.param == "compiled" and not compiled_kernel_available():
+        if os.environ.get("AGENTPLATFORM_REQUIRE_COMPILED") == "1":
+            pytest.fail("the compiled resampler kernel was not built")
+        pytest.skip("the compiled resampler kernel was not built (no compiler at install)")
+    return request.param
 
 
 def samples(pcm: bytes) -> np.ndarray:
@@ -88,8 +101,8 @@ def test_interpolation_rejects_images_of_the_passband():
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), PAIRS)
-def test_each_20ms_chunk_yields_exactly_its_share(in_rate, out_rate):
-    resampler = PolyphaseResampler(in_rate, out_rate)
+def test_each_20ms_chunk_yields_exactly_its_share(in_rate, out_rate, kernel):
+    resampler = PolyphaseResampler(in_rate, out_rate, kernel=kernel)
     source = tone(440, 1000, in_rate)
     size = in_rate // 50 * 2
     lengths = {len(resampler.process(source[i : i + size])) for i in range(0, len(source), size)}
@@ -97,8 +110,10 @@ def test_each_20ms_chunk_yields_exactly_its_share(in_rate, out_rate):
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), PAIRS)
-def test_odd_sized_chunks_never_hold_back_more_than_a_fraction_of_a_sample(in_rate, out_rate):
-    resampler = PolyphaseResampler(in_rate, out_rate)
+def test_odd_sized_chunks_never_hold_back_more_than_a_fraction_of_a_sample(
+    in_rate, out_rate, kernel
+):
+    resampler = PolyphaseResampler(in_rate, out_rate, kernel=kernel)
     source = tone(440, 200, in_rate)
     rng = np.random.default_rng(3)
     fed = produced = 0
@@ -110,10 +125,10 @@ def test_odd_sized_chunks_never_hold_back_more_than_a_fraction_of_a_sample(in_ra
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), PAIRS)
-def test_chunked_output_equals_one_shot_output(in_rate, out_rate):
+def test_chunked_output_equals_one_shot_output(in_rate, out_rate, kernel):
     source = band_noise(in_rate)
-    whole = PolyphaseResampler(in_rate, out_rate).process(source)
-    chunked_resampler = PolyphaseResampler(in_rate, out_rate)
+    whole = PolyphaseResampler(in_rate, out_rate, kernel=kernel).process(source)
+    chunked_resampler = PolyphaseResampler(in_rate, out_rate, kernel=kernel)
     rng = np.random.default_rng(5)
     pieces, pos = [], 0
     while pos < len(source):
@@ -139,10 +154,10 @@ def test_reported_filter_delay_at_1khz_is_under_2ms(in_rate, out_rate):
     assert 0.0 < resampler.delay_samples / out_rate * 1000.0 <= 2.0
 
 
-def test_many_chunk_shapes_keep_a_bounded_plan_cache_and_correct_output():
+def test_many_chunk_shapes_keep_a_bounded_plan_cache_and_correct_output(kernel):
     source = band_noise(24000, 0.3)
-    whole = PolyphaseResampler(24000, 8000).process(source)
-    resampler = PolyphaseResampler(24000, 8000)
+    whole = PolyphaseResampler(24000, 8000, kernel=kernel).process(source)
+    resampler = PolyphaseResampler(24000, 8000, kernel=kernel)
     pieces, pos, n = [], 0, 1
     while pos < len(source):
         pieces.append(resampler.process(source[pos : pos + 2 * n]))
@@ -151,22 +166,23 @@ def test_many_chunk_shapes_keep_a_bounded_plan_cache_and_correct_output():
     assert len(resampler._plans) <= 32
 
 
-def test_reset_forgets_the_history():
-    resampler = PolyphaseResampler(24000, 8000)
+def test_reset_forgets_the_history(kernel):
+    resampler = PolyphaseResampler(24000, 8000, kernel=kernel)
     resampler.process(tone(1000, 30, 24000, 0.9))
     resampler.process(tone(1000, 7, 24000, 0.9))  # leaves a partial phase behind
     resampler.reset()
     source = band_noise(24000, 0.1)
-    assert resampler.process(source) == PolyphaseResampler(24000, 8000).process(source)
+    fresh = PolyphaseResampler(24000, 8000, kernel=kernel)
+    assert resampler.process(source) == fresh.process(source)
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), PAIRS)
-def test_output_matches_direct_up_filter_down_saturated_to_int16(in_rate, out_rate):
+def test_output_matches_direct_up_filter_down_saturated_to_int16(in_rate, out_rate, kernel):
     # A full-scale square wave overshoots after filtering, so saturation is exercised;
     # int16 wrap-around would turn the overshoot into samples of the wrong sign.
     t = np.arange(in_rate // 5) / in_rate
     square = np.where(np.sin(2 * math.pi * 500 * t) >= 0, 32767, -32768).astype("<i2")
-    resampler = PolyphaseResampler(in_rate, out_rate)
+    resampler = PolyphaseResampler(in_rate, out_rate, kernel=kernel)
     out = samples(stream(resampler, square.tobytes()))
     up, down = resampler.up, resampler.down
     direct = signal.upfirdn(resampler.taps * up, square.astype(np.float64), up, down)[: len(out)]
@@ -174,9 +190,9 @@ def test_output_matches_direct_up_filter_down_saturated_to_int16(in_rate, out_ra
     assert np.array_equal(out, np.clip(np.rint(direct), -32768, 32767))
 
 
-def test_odd_byte_count_is_rejected():
+def test_odd_byte_count_is_rejected(kernel):
     with pytest.raises(ValueError, match="even number of bytes"):
-        PolyphaseResampler(8000, 24000).process(b"\x00\x01\x02")
+        PolyphaseResampler(8000, 24000, kernel=kernel).process(b"\x00\x01\x02")
 
 
 def test_awkward_ratio_is_rejected_with_a_pointer_to_soxr():
