@@ -84,10 +84,10 @@ from scipy import signal
 from agentplatform.audio.frames import check_pcm16, check_rate
 
 try:
-    from agentplatform.audio import _polyphase
-except ImportError as exc:  # built without a compiler: the NumPy path serves
+    import agentplatform.audio._polyphase as _polyphase
+except ImportError as exc:  # installed without a C compiler: the NumPy path serves
     _polyphase = None
-    _KERNEL_MISSING = f"compiled resampler kernel not available ({exc})"
+    _KERNEL_MISSING = f"the compiled resampler kernel is not available ({exc})"
 else:
     _KERNEL_MISSING = ""
 
