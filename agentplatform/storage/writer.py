@@ -37,12 +37,13 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, text, update
+from sqlalchemy import Engine, Table, func, insert, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
 
@@ -178,6 +179,11 @@ _Write = (
     | _CallEnded | _ClosedByCarrier | _CloseOpenCalls
 )
 _Command = _Write | _Barrier | _Stop
+# Append-only tables, written through Core (no ORM object per row).
+_TURNS: Table = Turn.__table__  # type: ignore[attr-defined]
+_TOOLS: Table = ToolInvocation.__table__  # type: ignore[attr-defined]
+_EVENTS: Table = CallEvent.__table__  # type: ignore[attr-defined]
+_CALLS: Table = Call.__table__  # type: ignore[attr-defined]
 # Shed first when the queue is over its bound, then the second tier at twice the bound.
 _SHED_FIRST: tuple[type, ...] = (_EventAdded,)
 _SHED_SECOND: tuple[type, ...] = (_TurnAdded, _ToolInvoked)
@@ -239,6 +245,13 @@ class CallWriter:
         self._closed_in_tx: list[str] = []  # forgotten only once their close commits
         self._unpriced: set[str] = set()
         self._costs_in_tx: list[tuple[str, float]] = []
+        # Rows only ever appended (turns, tools, events) and the interruption counts
+        # they imply, gathered per transaction and written as one multi-row INSERT per
+        # table and one UPDATE per call: an ORM object and an UPDATE for every barge-in
+        # cost ~0.25 ms of Python each, on the same core (and GIL) as the calls' audio.
+        self._rows_in_tx: dict[Table, list[dict[str, Any]]] = {}
+        self._interruptions_in_tx: Counter[str] = Counter()
+        self._appends: frozenset[type] = frozenset({_TurnAdded, _ToolInvoked, _EventAdded})
         self._handlers: dict[type, Callable[[Session, Any], None]] = {
             _CallStarted: self._on_call_started,
             _CallQueued: self._on_call_queued,
@@ -411,10 +424,17 @@ class CallWriter:
         while True:
             self._closed_in_tx = []
             self._costs_in_tx = []
+            self._rows_in_tx = {}
+            self._interruptions_in_tx = Counter()
             try:
                 with Session(self._engine) as session:
                     for command in batch:
-                        self._handlers[type(command)](session, command)
+                        kind = type(command)
+                        if kind not in self._appends:
+                            # Anything that reads or updates sees the rows before it.
+                            self._write_appended(session)
+                        self._handlers[kind](session, command)
+                    self._write_appended(session)
                     session.commit()
                 break
             except Exception as exc:
@@ -521,25 +541,42 @@ class CallWriter:
                      .values(**values))
 
     def _on_turn(self, session: Session, cmd: _TurnAdded) -> None:
-        session.add(Turn(
-            call_id=cmd.call_id, seq=self._take_seq(session, cmd.call_id), role=cmd.role,
-            text=cmd.text, interrupted=cmd.interrupted, latency_ms=cmd.latency_ms,
-            model_ms=cmd.model_ms, tool_ms=cmd.tool_ms, latency_parts=cmd.parts,
-            created_at=cmd.at,
-        ))
+        self._append(_TURNS, {
+            "call_id": cmd.call_id, "seq": self._take_seq(session, cmd.call_id),
+            "role": cmd.role, "text": cmd.text, "interrupted": cmd.interrupted,
+            "latency_ms": cmd.latency_ms, "model_ms": cmd.model_ms, "tool_ms": cmd.tool_ms,
+            "latency_parts": cmd.parts, "created_at": cmd.at,
+        })
 
     def _on_tool(self, session: Session, cmd: _ToolInvoked) -> None:
-        session.add(ToolInvocation(
-            call_id=cmd.call_id, name=cmd.name, arguments=cmd.arguments, result=cmd.result,
-            ok=cmd.ok, duration_ms=cmd.duration_ms, created_at=cmd.at,
-        ))
+        self._append(_TOOLS, {
+            "call_id": cmd.call_id, "name": cmd.name, "arguments": cmd.arguments,
+            "result": cmd.result, "ok": cmd.ok, "duration_ms": cmd.duration_ms,
+            "created_at": cmd.at,
+        })
 
     def _on_event(self, session: Session, cmd: _EventAdded) -> None:
-        session.add(CallEvent(call_id=cmd.call_id, kind=cmd.kind, detail=cmd.detail,
-                              created_at=cmd.at))
+        self._append(_EVENTS, {"call_id": cmd.call_id, "kind": cmd.kind, "detail": cmd.detail,
+                               "created_at": cmd.at})
         if cmd.kind == INTERRUPTION_EVENT:
-            session.exec(update(Call).where(Call.id == cmd.call_id)
-                         .values(interruptions=Call.interruptions + 1))
+            self._interruptions_in_tx[cmd.call_id] += 1
+
+    def _append(self, table: Table, row: dict[str, Any]) -> None:
+        self._rows_in_tx.setdefault(table, []).append(row)
+
+    def _write_appended(self, session: Session) -> None:
+        """Write the gathered rows, in the order their tables were first touched, and
+        the interruption counts; the calls they belong to were flushed first."""
+        if not self._rows_in_tx and not self._interruptions_in_tx:
+            return
+        session.flush()  # calls added in this transaction, before rows that refer to them
+        for table, rows in self._rows_in_tx.items():
+            session.execute(insert(table), rows)
+        for call_id, count in self._interruptions_in_tx.items():
+            session.execute(update(_CALLS).where(_CALLS.c.id == call_id)
+                            .values(interruptions=_CALLS.c.interruptions + count))
+        self._rows_in_tx = {}
+        self._interruptions_in_tx = Counter()
 
     def _on_usage(self, session: Session, cmd: _UsageAdded) -> None:
         u = cmd.usage
