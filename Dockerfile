@@ -2,9 +2,14 @@
 FROM python:3.13-slim
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 AGENTS_DIR=/app/agents DATABASE_URL=sqlite:////data/agentplatform.db
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY agentplatform ./agentplatform
-RUN pip install --no-cache-dir .
+# A C compiler only for the install, to build the resampler's kernel (setup.py); the
+# image checks it was built, since without it calls would run on the slower NumPy path.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && pip install --no-cache-dir . \
+ && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
+ && cd / && python -c "import agentplatform.audio._polyphase"
 COPY agents ./agents
 COPY templates ./templates
 COPY static ./static
