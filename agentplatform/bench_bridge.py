@@ -8,6 +8,11 @@ speech start to ``clear`` (p50/p99, on the load generator's clock), memory per c
 and the load's own tick lag: a level whose load lagged (tick lag p99 over
 ``MAX_LOAD_LAG_MS``) is printed as such and its figures are not reported, since a late
 load generator makes any server look good.
+
+Both servers take the carrier's media streams on the same stack: by default the
+compiled media listener (``MEDIA_LISTEN``, ``carriers/twilio/media_listener.py``);
+``BENCH_CARRIER_SOCKET=route`` runs both on the main port's FastAPI route instead, to
+compare. The table's ``sock`` column says which.
 """
 
 from __future__ import annotations
@@ -30,6 +35,19 @@ from agentplatform.bench import _cpu_seconds, _pin, _rss_mb, start_server
 from agentplatform.testing.twilio_caller import SIMULATED_AUTH_TOKEN
 
 MAX_LOAD_LAG_MS = 2.0
+# Which carrier socket both servers use: "listener" (picows, MEDIA_LISTEN) or "route"
+# (uvicorn + Starlette on the main port, as before the listener).
+CARRIER_SOCKET_ENV = "BENCH_CARRIER_SOCKET"
+SOCKET_NAMES = {"listener": "picows", "route": "uvicorn"}
+
+
+def carrier_socket() -> str:
+    """``listener`` unless ``BENCH_CARRIER_SOCKET`` says ``route``."""
+    value = os.environ.get(CARRIER_SOCKET_ENV, "listener").strip().lower() or "listener"
+    if value not in SOCKET_NAMES:
+        raise ValueError(f"{CARRIER_SOCKET_ENV} wants listener or route, got {value!r}")
+    return value
+
 TARGET_P99_MS = 2.0  # bridge-added latency each way and speech start → clear
 LEVELS = (10, 100, 200, 400)
 CALLS_PER_LOAD_PROCESS = 100
@@ -43,12 +61,13 @@ phone_numbers: ["+15555550100"]
 """
 
 
-async def _start_relay(model_url: str, workdir: Path) -> load_server:
+async def _start_relay(model_url: str, workdir: Path, media_port: int = 0) -> load_server:
     port = load.free_port()
+    media = [str(media_port)] if media_port else []
     # Started once per level, before the load; pinned like the bridge (bench.start_server).
     with (workdir / "relay.log").open("wb") as log:
         proc = subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-m", "agentplatform.bench_relay", str(port), model_url],
+            [sys.executable, "-m", "agentplatform.bench_relay", str(port), model_url, *media],
             cwd=workdir, preexec_fn=lambda: _pin(0),  # noqa: PLW1509 - no threads yet
             stdout=subprocess.DEVNULL, stderr=log)
     base_url = f"http://127.0.0.1:{port}"
@@ -89,10 +108,15 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 async def run_level(kind: str, calls: int, seconds: float, workdir: Path,
                     extra_env: dict[str, str] | None = None) -> dict[str, Any]:
-    """One load level against the null relay (``kind="relay"``) or the bridge."""
+    """One load level against the null relay (``kind="relay"``) or the bridge, each
+    taking its streams on the carrier socket ``carrier_socket()`` names."""
     model_port = load.free_port()
     model_url = f"ws://127.0.0.1:{model_port}/v1/realtime"
-    server = await (_start_relay(model_url, workdir) if kind == "relay"
+    sock = carrier_socket()
+    media_port = load.free_port() if sock == "listener" else 0
+    if media_port:
+        extra_env = {**(extra_env or {}), "MEDIA_LISTEN": f"127.0.0.1:{media_port}"}
+    server = await (_start_relay(model_url, workdir, media_port) if kind == "relay"
                     else _start_bridge(model_url, workdir, calls, extra_env))
     pid = server.proc.pid
     try:
@@ -134,7 +158,9 @@ async def run_level(kind: str, calls: int, seconds: float, workdir: Path,
         server.proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.proc.wait(10)
-    return _figures(kind, calls, results, t0, t1, cpu1 - cpu0, rss - idle_rss, metrics_text)
+    row = _figures(kind, calls, results, t0, t1, cpu1 - cpu0, rss - idle_rss, metrics_text)
+    row["carrier_socket"] = SOCKET_NAMES[sock]
+    return row
 
 
 def _figures(kind: str, calls: int, results: list[dict[str, Any]], t0: float, t1: float,
@@ -198,7 +224,7 @@ def _metric(text: str, name: str) -> float | None:
 def table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'server':>6} {'calls':>5} {'adm':>4} {'busy':>4} {'cpu%':>5} {'ms cpu/call-s':>13} {'×relay':>6} "
             f"{'in p50/p99':>13} {'out p50/p99':>13} {'barge p50/p99':>13} {'MB/call':>7} "
-            f"{'no-clear':>8} {'trunc rej':>9} {'load lag p99':>12}")
+            f"{'no-clear':>8} {'trunc rej':>9} {'load lag p99':>12} {'sock':>7}")
     out = [head]
     relay = {r["calls"]: r for r in rows if r["server"] == "relay" and not r["load_lagged"]}
     relay_any = next(iter(relay.values()), None)
@@ -216,7 +242,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['cpu_ms_per_call_second']:>13} {ratio:>6} {i['p50']:>6.2f}/{i['p99']:<6.2f} "
             f"{o['p50']:>6.2f}/{o['p99']:<6.2f} {b['p50']:>6.2f}/{b['p99']:<6.2f} "
             f"{r['mb_per_call']:>7} {r['barge_ins_without_clear']:>8} "
-            f"{r['truncates_rejected']:>4}/{r['truncates']:<4} {r['load_lag_p99_ms']:>12}")
+            f"{r['truncates_rejected']:>4}/{r['truncates']:<4} {r['load_lag_p99_ms']:>12} "
+            f"{r.get('carrier_socket', '-'):>7}")
     return "\n".join(out)
 
 
@@ -249,6 +276,9 @@ async def run(levels: list[int], seconds: float, workdir: Path,
     """Each level against each server (the bridge with shedding off, to find what one
     core carries); then, with shedding on, twice the capacity found is offered."""
     rows: list[dict[str, Any]] = []
+    sock = carrier_socket()
+    print(f"carrier socket: {SOCKET_NAMES[sock]} ({sock}; {CARRIER_SOCKET_ENV}=route|listener)",
+          flush=True)
     for calls in levels:
         for kind in servers:
             await _one(rows, kind, calls, seconds, workdir)

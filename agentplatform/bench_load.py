@@ -539,7 +539,7 @@ class Generator:
 
     async def dial(self, http: Any, number: str, slot: int) -> None:
         from agentplatform.carriers.twilio.signature import SIGNATURE_HEADER, sign
-        from agentplatform.testing.twilio_caller import parse_twiml
+        from agentplatform.testing.twilio_caller import parse_twiml, stream_target
 
         form = {"CallSid": "CA" + secrets.token_hex(16), "AccountSid": "AC" + secrets.token_hex(16),
                 "From": number, "To": self.to, "CallStatus": "ringing",
@@ -558,7 +558,7 @@ class Generator:
                     self.failures.append(f"webhook {resp.status_code}: {resp.text[:120]}")
                 return
             parts = urlsplit(answer.stream_url)
-            target = f"ws://{urlsplit(self.base_url).netloc}{parts.path}"
+            target = stream_target(answer.stream_url, self.base_url)  # the listener's port, if on
             headers = {SIGNATURE_HEADER: sign(self.auth_token, f"wss://{parts.netloc}{parts.path}", {})}
             caller = _Caller(self, number)
             # A slow set-up is still a call: only the steady state is timed.

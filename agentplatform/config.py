@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = "https://api.twilio.com"
     # How long an outbound Twilio call rings before it counts as no answer (5-600).
     twilio_ring_timeout_seconds: int = Field(default=30, ge=5, le=600)
+    # Media streams on their own port, on a compiled WebSocket server (picows), instead of
+    # the main port's /twilio/media: MEDIA_LISTEN=HOST:PORT (empty: off). Twilio is then
+    # sent to MEDIA_PUBLIC_URL (wss://host[:port][/twilio/media], what a TLS proxy in
+    # front of the listener exposes), or, when that is empty, to wss://<PUBLIC_URL's
+    # host, or the webhook's Host>:<the listener's port>/twilio/media.
+    media_listen: str = ""
+    media_public_url: str = ""
 
     # Model providers (platform keys). URL overrides point adapters at simulators.
     openai_api_key: str = ""

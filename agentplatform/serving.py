@@ -17,6 +17,13 @@ slice of the RTP range: worker ``i`` listens on ``SIP_LISTEN``'s port + ``i`` an
 the ``i``-th of N equal parts of ``SIP_RTP_PORTS``. The trunk (or a SIP proxy in front,
 such as Kamailio's dispatcher) lists every worker's port as a destination.
 
+Media streams on their own port (``MEDIA_LISTEN``, ``carriers/twilio/media_listener.py``)
+are shared the way the main port is: the supervisor binds that socket too and every
+worker accepts on it (its descriptor in ``AGENTPLATFORM_MEDIA_FD``), so a busy worker
+takes fewer new streams and a worker that restarts drops none waiting in the queue (as
+each binding its own SO_REUSEPORT socket would). A stream reopened after DTMF may reach
+another worker, which refuses it, as on the main port.
+
 Every process also sets a short GIL switch interval (``SWITCH_INTERVAL_SECONDS``):
 the call-record writer is a background thread, and each time the event loop lets go
 of the GIL (a NumPy product, a random mask) the writer could otherwise keep it for
@@ -41,6 +48,7 @@ SWITCH_INTERVAL_SECONDS = 0.0005
 SWITCH_INTERVAL_ENV = "PYTHON_SWITCH_INTERVAL"  # seconds; to compare in the bench
 RESTART_DELAY_SECONDS = 1.0
 WORKER_ENV = "AGENTPLATFORM_WORKER"  # the worker's index, for its logs
+MEDIA_FD_ENV = "AGENTPLATFORM_MEDIA_FD"  # the media listener's socket, in a worker
 
 
 def parse_workers(value: str) -> int:
@@ -130,11 +138,29 @@ def _end_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def bind_media(listen: str) -> socket.socket | None:
+    """The media listener's socket (``MEDIA_LISTEN``) for every worker, or ``None``."""
+    if not listen.strip():
+        return None
+    from agentplatform.carriers.twilio.media_listener import parse_listen
+
+    host, port = parse_listen(listen)
+    return bind(host, port)
+
+
 class Supervisor:
     """Starts N workers on one socket, restarts one that dies, drains all on SIGTERM."""
 
-    def __init__(self, sock: socket.socket, workers: int, argv: list[str]) -> None:
+    def __init__(self, sock: socket.socket, workers: int, argv: list[str],
+                 media: socket.socket | None | bool = True) -> None:
+        """``media``: the media listener's socket; by default bound here from
+        ``MEDIA_LISTEN`` when it is set."""
         self.sock = sock
+        if media is True:
+            from agentplatform.config import get_settings
+
+            media = bind_media(get_settings().media_listen)
+        self.media = media or None
         self.workers = workers
         self.argv = argv  # the worker's command line, without --worker-fd/--worker-index
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -145,10 +171,14 @@ class Supervisor:
         cmd = [sys.executable, "-m", "agentplatform.cli", *self.argv,
                "--worker-fd", str(fd), "--worker-index", str(index)]
         env = worker_environment(dict(os.environ), index, self.workers)
+        fds = [fd]
+        if self.media is not None:
+            fds.append(self.media.fileno())
+            env[MEDIA_FD_ENV] = str(self.media.fileno())
         # Its own session: a terminal's Ctrl-C or a signal to our process group reaches
         # the workers once, through us (a second SIGTERM would cut their drain short).
         self.procs[index] = subprocess.Popen(  # the supervisor runs no threads
-            cmd, pass_fds=[fd], env=env, start_new_session=True,
+            cmd, pass_fds=fds, env=env, start_new_session=True,
             preexec_fn=_end_with_parent)  # noqa: PLW1509
         log.info("worker %d started (pid %d)", index, self.procs[index].pid)
 
@@ -179,4 +209,6 @@ class Supervisor:
                     if not self.stopping:
                         self._start(index)
         self.sock.close()
+        if self.media is not None:
+            self.media.close()
         return 0

@@ -108,6 +108,20 @@ def parse_twiml(xml: str) -> TwimlAnswer:
     return answer
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def stream_target(stream_url: str, base_url: str) -> str:
+    """Where a simulated Twilio opens the TwiML's ``<Stream url>``: that address itself
+    when it is on this machine (a media listener on its own port), over plain ``ws://``
+    unless ``base_url`` is https; otherwise the server we were given (``base_url``),
+    since a ``PUBLIC_URL`` host in the TwiML need not resolve here."""
+    parts = urlsplit(stream_url)
+    scheme = "wss" if base_url.startswith("https") else "ws"
+    netloc = parts.netloc if parts.hostname in _LOOPBACK else urlsplit(base_url).netloc
+    return f"{scheme}://{netloc}{parts.path}"
+
+
 def read_wav_pcm16_8k(source: bytes | Path) -> bytes:
     """PCM16 mono 8 kHz frames from a WAV file; anything else is a ``ValueError``."""
     data = source.read_bytes() if isinstance(source, Path) else source
@@ -216,9 +230,8 @@ class TwilioCaller:
 
     async def _open_stream(self, answer: TwimlAnswer) -> None:
         # Connect to the server we were given; sign the URL the TwiML named, as Twilio does.
+        target = stream_target(answer.stream_url, self.base_url)
         parts = urlsplit(answer.stream_url)
-        scheme = "wss" if self.base_url.startswith("https") else "ws"
-        target = f"{scheme}://{urlsplit(self.base_url).netloc}{parts.path}"
         headers = self._signed_headers(f"wss://{parts.netloc}{parts.path}", {})
         self._ws = await connect(target, additional_headers=headers, compression=None)
         await self._send(twilio.encode(twilio.connected()))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
@@ -195,8 +195,11 @@ class TwilioDialer:
     """Places calls for the Twilio carrier and interprets Twilio's callbacks."""
 
     def __init__(self, settings: Settings, tokens: StreamTokens, context: CarrierContext,
-                 live: LiveStreams) -> None:
+                 live: LiveStreams, *, media_url: Callable[[], str] | None = None) -> None:
+        """``media_url``: the stream URL placed calls are sent to (default: PUBLIC_URL's
+        ``wss://…/twilio/media``; the media listener's when it is on)."""
         self._settings = settings
+        self._media_url = media_url
         self._tokens = tokens
         self._context = context
         self.live = live
@@ -229,7 +232,8 @@ class TwilioDialer:
         http_base, ws_base = _bases(s.public_url)
         ttl = s.twilio_ring_timeout_seconds + s.stream_token_ttl_seconds
         token = self._tokens.mint(request.call_id, request.agent, ttl)
-        twiml = stream_twiml(ws_base + MEDIA_PATH, stream_parameters(request, token))
+        url = self._media_url() if self._media_url is not None else ws_base + MEDIA_PATH
+        twiml = stream_twiml(url, stream_parameters(request, token))
         if len(twiml) > MAX_TWIML_CHARS:
             raise CarrierError(f"the call's TwiML is {len(twiml)} characters, over Twilio's "
                                f"{MAX_TWIML_CHARS}: shorten params or voicemail_message")
