@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from typing import Any
 
 import httpx
 
@@ -48,6 +52,7 @@ from agentplatform.observability.metrics import PlatformMetrics
 from agentplatform.realtime.base import (
     AudioDelta,
     AudioDone,
+    ModelEvent,
     ModelSession,
     ResponseDone,
     SessionError,
@@ -182,6 +187,15 @@ class CallSession:
         # Bound once: the per-frame cost is one call, no lookups.
         self._observe_in = obs.frame_inbound.observe if obs else None
         self._observe_out = obs.frame_outbound.observe if obs else None
+        self._inbound_ms = deps.metrics.inbound_ms.add
+        self._outbound_ms = deps.metrics.outbound_ms.add
+        # Model events handled as they arrive (``_on_model_event``): while one handler
+        # waits (a slow carrier socket), later events queue behind it, in order.
+        self._model_handlers: dict[type, Callable[[Any], Awaitable[None]]] = {}
+        self._model_busy = False
+        self._model_backlog: deque[ModelEvent] = deque()
+        self._model_context: contextvars.Context | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pending_assistant: dict[str, _PendingTurn] = {}
         self._heard_fraction: dict[str, float] = {}
         self._recording: CallRecording | None = None
@@ -419,9 +433,10 @@ class CallSession:
             await self.model.send_audio(frame.audio)
         else:
             await self.model.send_audio(self._to_model.process(ulaw_to_pcm16(frame.audio)))
-        if frame.received_at:
-            elapsed = time.monotonic() - frame.received_at
-            self.deps.metrics.inbound_ms.add(elapsed * 1000.0)
+        received = frame.received_at
+        if received:
+            elapsed = time.monotonic() - received
+            self._inbound_ms(elapsed * 1000.0)
             if self._observe_in is not None:
                 self._observe_in(elapsed)
 
@@ -517,7 +532,7 @@ class CallSession:
         assert self.model is not None
         if self._announcing is not None:  # nothing the model says plays before it
             await asyncio.wait([self._announcing])
-        handlers = {
+        handlers = self._model_handlers = {
             AudioDelta: self._on_audio_delta,
             AudioDone: self._on_audio_done,
             Transcript: self._on_transcript,
@@ -528,29 +543,72 @@ class CallSession:
             SessionNotice: self._on_notice,
             SessionError: self._on_error,
         }
+        # A session that can hand events over as they arrive (OpenAI's, inside its
+        # socket's callback) skips the queue and this task's wake-up per delta;
+        # ``events()`` then only says when the session has ended.
+        deliver_to = getattr(self.model, "deliver_to", None)
+        if deliver_to is not None:
+            self._loop = asyncio.get_running_loop()
+            self._model_context = contextvars.copy_context()  # the call id for its logs
+            deliver_to(self._on_model_event)
         async for event in self.model.events():
             await handlers[type(event)](event)
             if self._ended.is_set():
                 return
+        while self._model_busy and not self._ended.is_set():  # what came before the end first
+            await asyncio.sleep(0.01)
         self._set_end(EndReason.PROVIDER_ERROR, "model session ended")
+
+    def _on_model_event(self, event: ModelEvent) -> None:
+        """One model event, as it arrives. Its handler starts at once and, as almost
+        every one does, finishes without waiting: no task switch, no queue. One that
+        has to wait (the carrier socket is behind) becomes a task, and the events after
+        it queue until it is done, so they are handled in the order they came, as the
+        loop above does. Never raises: a failed handler ends the call, as a failed
+        task does."""
+        if self._ended.is_set():
+            return
+        if self._model_busy:
+            self._model_backlog.append(event)
+            return
+        self._model_busy = True  # an event arriving while this one runs waits behind it
+        task = asyncio.Task(self._model_handlers[type(event)](event), loop=self._loop,
+                            context=self._model_context, eager_start=True)
+        if task.done() and not self._model_backlog:
+            self._model_busy = False
+            if task.cancelled() or task.exception() is not None:
+                self._task_done(task)
+            return
+        self._spawn(self._drain_model_events(task))
+
+    async def _drain_model_events(self, waiting: asyncio.Task[None]) -> None:
+        """Finish the handler that had to wait, then the events that queued behind it."""
+        await waiting
+        backlog, handlers = self._model_backlog, self._model_handlers
+        while backlog and not self._ended.is_set():
+            event = backlog.popleft()
+            await handlers[type(event)](event)
+        backlog.clear()
+        self._model_busy = False
 
     async def _on_audio_delta(self, event: AudioDelta) -> None:
         received = event.received_at or time.monotonic()
-        first = event.item_id not in self.playback.items
-        if self._passthrough:
-            ulaw = event.audio
-        else:
-            ulaw = pcm16_to_ulaw(self._to_carrier.process(event.audio))
-        mark = self.playback.sent(event.item_id, len(event.audio) / self._out_bytes_per_ms)
-        await self.audio.send_audio(ulaw)
+        item_id, audio = event.item_id, event.audio
+        playback = self.playback
+        first = item_id not in playback.items
+        ulaw = audio if self._passthrough else pcm16_to_ulaw(self._to_carrier.process(audio))
+        mark = playback.sent(item_id, len(audio) / self._out_bytes_per_ms)
         if first:
-            self._start_of_answer(event.item_id, received, time.monotonic())
+            await self.audio.send_audio(ulaw)
+            self._start_of_answer(item_id, received, time.monotonic())
             self.idle.agent_speaking()
-        await self.audio.send_mark(mark)
+            await self.audio.send_mark(mark)
+        else:  # the chunk and its mark in one call (``CallAudio.send_audio_marked``)
+            await self.audio.send_audio_marked(ulaw, mark)
         if self._recording is not None:
-            self._recording.agent_sent(mark, event.item_id, ulaw)
+            self._recording.agent_sent(mark, item_id, ulaw)
         elapsed = time.monotonic() - received
-        self.deps.metrics.outbound_ms.add(elapsed * 1000.0)
+        self._outbound_ms(elapsed * 1000.0)
         if self._observe_out is not None:
             self._observe_out(elapsed)
 

@@ -86,6 +86,12 @@ class CallAudio(abc.ABC):
     @abc.abstractmethod
     async def send_mark(self, name: str) -> None: ...
 
+    async def send_audio_marked(self, ulaw: bytes, name: str) -> None:
+        """``send_audio(ulaw)`` then ``send_mark(name)``: what the bridge does with every
+        chunk of the agent's audio, in one call (a carrier may build both at once)."""
+        await self.send_audio(ulaw)
+        await self.send_mark(name)
+
     @abc.abstractmethod
     async def clear(self) -> None:
         """Drop everything buffered for playback; pending marks come back at once."""

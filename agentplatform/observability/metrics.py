@@ -4,26 +4,68 @@ Each ``create_app`` builds its own ``PlatformMetrics`` with its own
 ``CollectorRegistry`` (not prometheus-client's global one), so two apps in one
 process — tests, the in-process call runner — never share or clash over series.
 
-The audio path pays almost nothing: labelled children are bound once (per
-direction here, per call for the provider), so a frame costs one histogram
-``observe`` — a lock and a bucket search, no label lookup. Values that already
-live elsewhere (calls in progress, the writer's queue) are read at scrape time
-by a collector instead of being pushed on every change.
+The audio path pays almost nothing: a frame's time in the bridge goes into a
+``FrameHistogram`` — a bucket search and two additions on plain numbers, no lock
+(only the event loop writes it), bound once per direction — which is turned into
+the Prometheus histogram at scrape time. Values that already live elsewhere (calls
+in progress, the writer's queue) are read at scrape time by a collector instead of
+being pushed on every change.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 # Seconds. Turn latency is what a caller feels (hundreds of ms to seconds); frame
 # latency is time spent inside the bridge per 20 ms frame (well under a ms).
 TURN_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0)
 FRAME_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
+
+
+class FrameHistogram:
+    """A histogram for the audio path: ``observe`` counts a value into its bucket and
+    adds it to the sum, on plain numbers and without a lock (one event loop writes
+    it; a scrape on another thread reads a count at most a frame old). Exported as a
+    Prometheus histogram by ``_FrameSeries`` at scrape time."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        # ``le`` buckets: a value equal to a bound counts in that bound's bucket.
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative counts by upper bound, as the exposition wants them."""
+        out, total = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
+        return out
+
+
+class _FrameSeries(Collector):
+    def __init__(self, by_direction: dict[str, FrameHistogram]) -> None:
+        self._by_direction = by_direction
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily("agentplatform_bridge_frame_seconds",
+                                       "Time a 20 ms audio frame spends inside the bridge.",
+                                       labels=["direction"])
+        for direction, histogram in self._by_direction.items():
+            family.add_metric([direction], histogram.buckets(), histogram.sum)
+        yield family
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +127,11 @@ class PlatformMetrics:
             buckets=TURN_BUCKETS, registry=r)
         self.tool_seconds = Histogram("agentplatform_tool_seconds", "Tool call duration.",
                                       ["tool"], buckets=TURN_BUCKETS, registry=r)
-        frames = Histogram("agentplatform_bridge_frame_seconds",
-                           "Time a 20 ms audio frame spends inside the bridge.", ["direction"],
-                           buckets=FRAME_BUCKETS, registry=r)
-        # Bound once: the per-frame cost is one observe, no label lookup.
-        self.frame_inbound = frames.labels("inbound")
-        self.frame_outbound = frames.labels("outbound")
+        # Bound once per direction: the per-frame cost is one ``observe``, no lock.
+        self.frame_inbound = FrameHistogram(FRAME_BUCKETS)
+        self.frame_outbound = FrameHistogram(FRAME_BUCKETS)
+        r.register(_FrameSeries({"inbound": self.frame_inbound,
+                                 "outbound": self.frame_outbound}))
         self.interruptions = Counter("agentplatform_interruptions",
                                      "Times a caller talked over the agent (barge-in).",
                                      registry=r)

@@ -103,6 +103,8 @@ class OpenAIRealtimeSession(ModelSession):
         self._ws: ModelSocket | None = None
         self._reader: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[ModelEvent | None] = asyncio.Queue()
+        # Set by ``deliver_to``: events go straight to it instead of through ``_queue``.
+        self._sink: Callable[[ModelEvent], None] | None = None
         self._events_ended = False
         self._session_config: dict[str, Any] = {}
         self._reconnect_reason: str | None = None
@@ -243,23 +245,20 @@ class OpenAIRealtimeSession(ModelSession):
 
     def _dispatch_until_reconnect(self, raw: str | bytes) -> bool:
         """Dispatch one event; true once a handler asked for a new session."""
-        self._dispatch(raw)
-        return bool(self._reconnect_reason)
-
-    def _dispatch(self, raw: str | bytes) -> None:
         event = wire.parse(raw)
         if event is None:
             self.malformed += 1
             logger.warning("realtime: skipping malformed event (%d so far)", self.malformed)
-            return
+            return False
         handler = self._handlers.get(event["type"])
         if handler is None:
             logger.debug("realtime: skipping unknown event %s", event["type"])
-            return
+            return False
         try:
             handler(event)
         except Exception:
             logger.exception("realtime: handler for %s failed; skipped", event["type"])
+        return bool(self._reconnect_reason)
 
     async def _reconnect(self, reason: str) -> bool:
         """Open a fresh session and replay history; False when every attempt failed."""
@@ -299,7 +298,29 @@ class OpenAIRealtimeSession(ModelSession):
         self._cancelling.clear()
 
     def _emit(self, event: ModelEvent) -> None:
-        self._queue.put_nowait(event)
+        sink = self._sink
+        if sink is not None:
+            sink(event)
+        else:
+            self._queue.put_nowait(event)
+
+    def deliver_to(self, sink: Callable[[ModelEvent], None]) -> None:
+        """Hand every later event to ``sink`` as it happens, in order, instead of
+        through ``events()``: a delta then reaches the bridge inside the socket's
+        callback, with no queue and no task wake-up. Events already queued go to it
+        first. ``events()`` still ends when the session does (it yields nothing
+        more). ``sink`` must not raise."""
+        queue = self._queue
+        ended = False
+        while not queue.empty():
+            event = queue.get_nowait()
+            if event is None:
+                ended = True
+            else:
+                sink(event)
+        self._sink = sink
+        if ended:
+            queue.put_nowait(None)
 
     def _end_events(self) -> None:
         """Let ``events()`` finish, once."""
@@ -492,10 +513,13 @@ class OpenAIRealtimeSession(ModelSession):
         self._emit(ResponseDone(status=status, usage=wire.usage(response)))
 
     def _on_audio_delta(self, event: dict[str, Any]) -> None:
-        item_id = str(event.get("item_id", ""))
+        item_id = event.get("item_id", "")
+        if type(item_id) is not str:
+            item_id = str(item_id)
         audio = binascii.a2b_base64(event.get("delta") or "")  # what b64decode does, minus its wrapper
-        self._item_audio_bytes[item_id] = self._item_audio_bytes.get(item_id, 0) + len(audio)
-        self._emit(AudioDelta(item_id=item_id, audio=audio))
+        sizes = self._item_audio_bytes
+        sizes[item_id] = sizes.get(item_id, 0) + len(audio)
+        self._emit(AudioDelta(item_id, audio))
 
     def _on_audio_done(self, event: dict[str, Any]) -> None:
         self._emit(AudioDone(item_id=str(event.get("item_id", ""))))

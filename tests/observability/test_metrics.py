@@ -58,3 +58,20 @@ def test_two_apps_in_one_process_keep_separate_series_off_the_global_registry() 
     assert _samples(first)[("agentplatform_calls_started_total", ())] == 1
     assert _samples(second)[("agentplatform_calls_started_total", ())] == 0
     assert REGISTRY.get_sample_value("agentplatform_calls_started_total") is None
+
+
+def test_frame_times_count_into_le_buckets_cumulatively_with_their_sum() -> None:
+    metrics = PlatformMetrics()
+    for seconds in (0.00005, 0.00005001, 0.0002, 0.07):  # on a bound, just above, between, above all
+        metrics.frame_outbound.observe(seconds)
+    got = _samples(metrics)
+    out = ("direction", "outbound")
+
+    def bucket(le: str) -> float:
+        return got[("agentplatform_bridge_frame_seconds_bucket", (out, ("le", le)))]
+
+    assert [bucket("5e-05"), bucket("0.0001"), bucket("0.00025"), bucket("0.05"),
+            bucket("+Inf")] == [1, 2, 3, 3, 4]
+    assert got[("agentplatform_bridge_frame_seconds_count", (out,))] == 4
+    assert abs(got[("agentplatform_bridge_frame_seconds_sum", (out,))] - 0.07030001) < 1e-12
+    assert got[("agentplatform_bridge_frame_seconds_count", (("direction", "inbound"),))] == 0

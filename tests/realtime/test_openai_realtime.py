@@ -474,3 +474,23 @@ async def test_a_tool_result_sent_while_reconnecting_is_delivered_after_the_repl
     assert kinds == [("session.update", None), ("conversation.item.create", "message"),
                      ("conversation.item.create", "function_call_output"),
                      ("response.create", None)]
+
+
+async def test_delivered_events_reach_the_sink_in_order_after_the_queued_ones(
+        server: OpenAIRealtimeServer, opened: Callable[..., Any]) -> None:
+    session, feed = await opened()
+    await session.request_response()
+    first = await feed.until(is_done)  # one answer read through events()
+    await session.request_response()
+    await until_true(lambda: session._queue.qsize() >= 3)  # part of a second one waits queued
+    queued = session._queue.qsize()
+    got: list[ModelEvent] = []
+    session.deliver_to(got.append)
+    assert len(got) == queued  # what was queued went first, in order
+    await until_true(lambda: got and isinstance(got[-1], ResponseDone))
+    assert [type(e) for e in got] == [type(e) for e in first]
+    assert b"".join(e.audio for e in got if isinstance(e, AudioDelta)) == \
+        b"".join(e.audio for e in first if isinstance(e, AudioDelta))
+    await session.close()
+    with pytest.raises(StopAsyncIteration):  # the end still comes through events()
+        await feed.until(lambda e: True)

@@ -47,6 +47,7 @@ TOKEN_PARAMETER = "token"
 RESUME_PARAMETER = "resume"
 RESUME_TIMEOUT_SECONDS = 30.0  # tones, then Twilio opening the new stream
 TWILIO_DIGITS = re.compile(r"[0-9*#w]{1,64}")
+_INBOUND_TRACKS = frozenset({"inbound", "inbound_track"})
 
 
 class StreamState(StrEnum):
@@ -174,10 +175,10 @@ class TwilioCallAudio(CallAudio):
             frame = await self._ws.receive()
         except Exception as exc:  # starlette raises RuntimeError once disconnected
             raise _SocketEnded() from exc
-        if frame["type"] == "websocket.disconnect":
-            raise _SocketEnded()
         text = frame.get("text")
         if text is None:
+            if frame["type"] == "websocket.disconnect":
+                raise _SocketEnded()
             self._count(MalformedMessage(MalformedKind.BINARY, "binary frame"))
             return None
         try:
@@ -201,6 +202,21 @@ class TwilioCallAudio(CallAudio):
                 msg = await self._read()
             except _SocketEnded:
                 socket_ended, msg = True, None
+            if type(msg) is Media:  # fifty a second: the checks of ``_in_order``, inline
+                if msg.stream_sid != self.info.stream_id:
+                    self._count(MalformedMessage(MalformedKind.WRONG_STREAM,
+                                                 f"frame for stream {msg.stream_sid[:40]!r}"))
+                    continue
+                seq = msg.sequence_number
+                if seq:  # 0: an unnumbered frame, not checked
+                    if seq <= self._last_seq:
+                        self._count(MalformedMessage(MalformedKind.OUT_OF_ORDER,
+                                                     f"sequenceNumber {seq} after {self._last_seq}"))
+                        continue
+                    self._last_seq = seq
+                if msg.track in _INBOUND_TRACKS:
+                    yield InboundAudio(msg.payload, msg.timestamp, time.monotonic())
+                continue
             if (socket_ended or isinstance(msg, Stop)) and self._resume is not None:
                 # Our own new TwiML (``send_dtmf``) stopped this socket: the call goes on
                 # on the next one. Marks sent here will never come back: played out.
@@ -248,7 +264,7 @@ class TwilioCallAudio(CallAudio):
         self._delivered.append(event)
 
     def _on_media(self, msg: Media) -> CarrierEvent | None:
-        if msg.track not in ("inbound", "inbound_track"):
+        if msg.track not in _INBOUND_TRACKS:
             return None
         return InboundAudio(audio=msg.payload, timestamp_ms=msg.timestamp, received_at=time.monotonic())
 
@@ -284,6 +300,22 @@ class TwilioCallAudio(CallAudio):
     async def send_mark(self, name: str) -> None:
         self._outstanding_marks[name] = None
         await self._send(mark_message(self.info.stream_id, name))
+
+    async def send_audio_marked(self, ulaw: bytes, name: str) -> None:
+        """A media message and its mark, as two frames (the hot path: one state check)."""
+        if self.state is not StreamState.STARTED or self._send_failed:
+            await self.send_audio(ulaw)  # refused or dropped, as each would be
+            await self.send_mark(name)
+            return
+        self._outstanding_marks[name] = None
+        stream_id = self.info.stream_id
+        ws = self._ws
+        try:
+            await ws.send_text(media_message(stream_id, ulaw))
+            await ws.send_text(mark_message(stream_id, name))
+        except Exception as exc:  # the socket is gone; the receive side reports the end
+            self._send_failed = True
+            log.info("call %s: media socket closed while sending (%r)", self.info.call_id, exc)
 
     async def clear(self) -> None:
         await self._send(clear_message(self.info.stream_id))

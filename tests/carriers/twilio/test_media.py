@@ -140,3 +140,33 @@ def test_outbound_messages_pass_the_simulator_s_strict_check() -> None:
 def test_media_message_quotes_an_odd_stream_id_safely() -> None:
     msg = json.loads(wire.media_message('MZ"\\x', b"\x01"))
     assert msg["streamSid"] == 'MZ"\\x'
+
+
+@pytest.mark.parametrize(("fields", "numbers"), [
+    ({"chunk": "3", "timestamp": "40"}, (3, 40)),  # as Twilio sends them
+    ({"chunk": 3, "timestamp": 40}, (3, 40)),  # JSON integers are taken too
+    ({"timestamp": str(2**53)}, (0, 2**53)),  # the largest number taken
+])
+def test_media_numbers_in_range_are_taken_as_strings_or_integers(fields, numbers) -> None:
+    msg = parse_message(_media(**fields))
+    assert (msg.chunk, msg.timestamp, msg.payload) == (*numbers, b"\x00\x00\x00")
+
+
+@pytest.mark.parametrize("fields", [
+    {"timestamp": str(2**53 + 1)},  # sixteen digits, one past the range
+    {"timestamp": "12345678901234567"},  # seventeen digits
+    {"timestamp": 2**60},
+    {"chunk": "٣"},  # a digit, but not an ASCII one
+    {"chunk": False},
+    {"track": 1},
+])
+def test_media_fields_just_outside_what_is_taken_are_bad_shape(fields) -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        parse_message(_media(**fields))
+    assert caught.value.kind is MalformedKind.BAD_SHAPE
+
+
+@pytest.mark.parametrize("name", ['0:it"em:20', "0:it\\em:20", "0:ítem €:20", "0:\n:20"])
+def test_a_mark_name_of_any_characters_comes_back_as_it_was_sent(name: str) -> None:
+    assert json.loads(wire.mark_message('MZ"odd', name)) == {
+        "event": "mark", "streamSid": 'MZ"odd', "mark": {"name": name}}

@@ -226,6 +226,57 @@ async def test_sends_arrive_as_twilio_frames_and_never_raise_after_close(running
     ]
 
 
+async def test_audio_with_its_mark_arrives_as_two_frames_and_never_raises_after_close(running) -> None:
+    sent_after_close = asyncio.Event()
+
+    async def scenario(call: TwilioCallAudio) -> None:
+        await call.send_audio_marked(b"\x10" * 160, "0:item:20")
+        await call.send_audio_marked(b"\x11" * 160, "0:item:40")
+        async for _ in call.events():
+            pass
+        await call.send_audio_marked(b"\x10" * 160, "late")  # the peer is gone: not raised
+        sent_after_close.set()
+
+    async with running(scenario) as (base_url, harness):
+        ws = await open_stream(base_url, good_parameters())
+        frames = [orjson.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(4)]
+        await ws.close()
+        await asyncio.wait_for(sent_after_close.wait(), 5)
+        await asyncio.wait_for(harness.done.wait(), 5)
+
+    payload = [base64.b64encode(bytes([b]) * 160).decode() for b in (0x10, 0x11)]
+    assert frames == [
+        {"event": "media", "streamSid": SID, "media": {"payload": payload[0]}},
+        {"event": "mark", "streamSid": SID, "mark": {"name": "0:item:20"}},
+        {"event": "media", "streamSid": SID, "media": {"payload": payload[1]}},
+        {"event": "mark", "streamSid": SID, "mark": {"name": "0:item:40"}},
+    ]
+
+
+async def test_media_repeated_out_of_order_or_of_another_track_never_reaches_the_bridge(running) -> None:
+    events: list[CarrierEvent] = []
+
+    async def scenario(call: TwilioCallAudio) -> None:
+        await collect(call, events)
+
+    first, second = bytes([1]) * 160, bytes([2]) * 160
+    outbound = twilio.media(stream_sid=SID, sequence_number=4, chunk=4, timestamp=80,
+                            payload=bytes([3]) * 160, track="outbound")
+    async with running(scenario) as (base_url, harness):
+        ws = await open_stream(base_url, good_parameters())
+        await ws.send(media(2, first))
+        await ws.send(media(2, first))  # a repeat
+        await ws.send(media(1, first))  # a replay of an older one
+        await ws.send(twilio.encode(outbound))  # numbered, in order, but not the caller's
+        await ws.send(media(5, second))
+        await ws.close()
+        await asyncio.wait_for(harness.done.wait(), 5)
+
+    assert [e.audio for e in events if isinstance(e, InboundAudio)] == [first, second]
+    assert dict(harness.call.malformed_counts) == {"out_of_order": 2}
+    assert harness.call._last_seq == 5
+
+
 async def test_hang_up_without_credentials_closes_the_stream(running) -> None:
     shared = Harness()
 
