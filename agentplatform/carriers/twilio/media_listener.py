@@ -345,7 +345,11 @@ class MediaListener:
                 f"INSECURE_SKIP_TWILIO_SIGNATURE is set and MEDIA_LISTEN would listen on "
                 f"{host!r}: unsigned media streams are only allowed on a loopback host")
         public = settings.media_public_url
+        # The names the main port answers to (its webhook's Host names this listener in
+        # the TwiML), and MEDIA_PUBLIC_URL's.
         extra = [public] if public else []
+        if settings.host.strip() not in ("", "0.0.0.0", "::", "*"):
+            extra.append(_url_host(settings.host.strip()))
         hosts = HostPolicy.build(public_url=settings.public_url,
                                  allowed_hosts=",".join([settings.allowed_hosts, *extra]),
                                  bind_host=host)

@@ -128,10 +128,6 @@ class Listening:
         finally:
             self.handled.set()
 
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.listener.port}/twilio/media"
-
     def signed(self, url: str | None = None) -> dict[str, str]:
         """Signed as Twilio signs the URL the TwiML named (the listener's, by default)."""
         return {SIGNATURE_HEADER: sign(AUTH, url or f"wss://127.0.0.1:{self.listener.port}/twilio/media", {})}
@@ -151,8 +147,11 @@ async def listening(app: Listening) -> AsyncIterator[Listening]:
 
 
 async def open_stream(app: Listening, headers: dict[str, str], parameters: dict[str, str],
-                      url: str | None = None) -> ClientConnection:
-    ws = await connect(url or app.url, additional_headers=headers)
+                      host: str = "127.0.0.1") -> ClientConnection:
+    """A stream to the listener, its ``Host`` header naming ``host``."""
+    port = app.listener.port
+    ws = await connect(f"ws://{host}:{port}/twilio/media", host="127.0.0.1", port=port,
+                       additional_headers=headers)
     with contextlib.suppress(ConnectionClosed):  # a refused stream may be closed already
         await ws.send(twilio.encode(twilio.connected()))
         await ws.send(twilio.encode(twilio.start(stream_sid=SID, account_sid="AC1", call_sid=CALL,
@@ -245,9 +244,19 @@ async def test_a_host_this_server_does_not_answer_to_is_refused_400() -> None:
     app = Listening()
     async with listening(app):
         with pytest.raises(InvalidStatus) as refused:
-            await connect(app.url, additional_headers={**app.signed(), "Host": "evil.example"})
+            await open_stream(app, app.signed(), app.parameters(), host="evil.example")
     assert refused.value.response.status_code == 400
     assert app.calls == []
+
+
+async def test_a_name_the_main_port_answers_to_is_taken_and_signed_for_as_twilio_was_told() -> None:
+    app = Listening(host="192.0.2.5")  # HOST: the main port answers to it, so the TwiML names it
+    async with listening(app):
+        port = app.listener.port
+        ws = await open_stream(app, app.signed(f"wss://192.0.2.5:{port}/twilio/media"),
+                               app.parameters(), host="192.0.2.5")
+        await asyncio.wait_for(ws.wait_closed(), 5)
+    assert ws.close_code == 1000 and len(app.calls) == 1
 
 
 async def test_malformed_frames_are_counted_and_skipped_and_the_call_goes_on() -> None:
