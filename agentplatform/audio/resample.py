@@ -29,24 +29,25 @@ chunk (max / steady-state mean); *delay* is the lag of peak cross-correlation be
 the emitted stream and a zero-delay offline resampling of speech-band noise, with
 the filter's own group delay at 1 kHz / 3 kHz in brackets; *alias* is the output
 level of a tone that would fold into the band (6 kHz for →8k from 24k, 5 kHz from
-16k, 9 kHz for 24k→16k). Times are the best of repeated runs on a shared 2-core VM,
-where one numpy call costs 1–2 µs, so most of each figure is per-call overhead
-rather than arithmetic; measure again on the machine that will serve calls:
+16k, 9 kHz for 24k→16k). Times are the best of 5 × 2,000 chunks on a shared 2-core VM,
+the polyphase rows on the compiled kernel with the NumPy path in brackets (one NumPy
+call costs ~1 µs there, so most of the NumPy figure is per-call overhead); measure
+again on the machine that will serve calls:
 
-=================  ================  =====================  ========  ===========
+=================  ================  =====================  ========  ============
 direction          hold-back         delay (1 kHz / 3 kHz)  alias     µs / chunk
-=================  ================  =====================  ========  ===========
-polyphase 8k→24k   0                 0.21 ms (0.16 / 0.33)  —         ~30–40
-polyphase 24k→8k   0                 0.25 ms (0.19 / 0.52)  −62 dB    ~27
-polyphase 8k→16k   0                 0.19 ms (0.14 / 0.31)  —         ~30
-polyphase 16k→8k   0                 0.25 ms (0.19 / 0.49)  −70 dB    ~19
-polyphase 24k→16k  0                 0.13 ms (0.09 / 0.11)  −59 dB    ~30
-soxr HQ 8k→24k     73 / 44 ms        bursts every ~60 ms    —         ~20
-soxr HQ 24k→8k     73 / 44 ms        bursts every ~60 ms    −88 dB    ~9
-soxr HQ 8k→16k     114 / 63 ms       bursts every ~100 ms   —         ~16
-soxr HQ 16k→8k     114 / 63 ms       bursts every ~100 ms   −87 dB    ~10
-soxr QQ 24k→8k     0                 0                      0 dB      ~8
-=================  ================  =====================  ========  ===========
+=================  ================  =====================  ========  ============
+polyphase 8k→24k   0                 0.21 ms (0.16 / 0.33)  —         2.5 (7.5)
+polyphase 24k→8k   0                 0.25 ms (0.19 / 0.52)  −62 dB    3.0 (7.5)
+polyphase 8k→16k   0                 0.19 ms (0.14 / 0.31)  —         1.7 (6.8)
+polyphase 16k→8k   0                 0.25 ms (0.19 / 0.49)  −70 dB    2.3 (7.1)
+polyphase 24k→16k  0                 0.13 ms (0.09 / 0.11)  −59 dB    3.8 (9.9)
+soxr HQ 8k→24k     73 / 44 ms        bursts every ~60 ms    —         4.1
+soxr HQ 24k→8k     73 / 44 ms        bursts every ~60 ms    −88 dB    3.7
+soxr HQ 8k→16k     114 / 63 ms       bursts every ~100 ms   —         3.4
+soxr HQ 16k→8k     114 / 63 ms       bursts every ~100 ms   −87 dB    3.3
+soxr QQ 24k→8k     0                 0                      0 dB      3.2
+=================  ================  =====================  ========  ============
 
 Minimum phase means the group delay is not constant: it grows toward the band edge
 (about 1 ms at 3.4 kHz), an inaudible dispersion for speech, and a good trade for
@@ -56,10 +57,11 @@ filter: one meeting even a 55 dB stopband at 24k→8k delays everything 2.1 ms.
 The FIR itself runs in a small C extension (``_polyphase.c``, built by the package's
 install) when it is there: the filter is still designed here and handed over as its
 branches; the kernel keeps the history, the phase, the clipping and the rounding, so a
-20 ms chunk is one call (a few µs) instead of ~9 NumPy calls (10–30 µs). Its output is
-the NumPy path's, checked sample for sample in the tests; they could differ by one
-int16 step only where a float64 sum, added up in a different order, lies within ~1e-9 of
-a rounding boundary. Without the extension (no compiler at install time) the NumPy path
+20 ms chunk is one call (2–4 µs) instead of ~9 NumPy calls (7–30 µs), and it needs no
+per-chunk scratch matrix (the NumPy path keeps ~0.16 MB of them per call). Its output
+has equalled the NumPy path's sample for sample on every signal and chunking tried; the
+two could differ by one int16 step only where a float64 sum, added up in another order
+than BLAS's, lies within ~1e-9 of a rounding boundary (the tests allow that, no more). Without the extension (no compiler at install time) the NumPy path
 runs; ``AGENTPLATFORM_RESAMPLER=numpy`` forces it, ``=compiled`` demands the kernel.
 The path in use is logged once, when the first resampler is made (``warm_up`` at start).
 
