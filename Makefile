@@ -10,7 +10,7 @@ CHROMIUM ?= /usr/bin/chromium
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py agentplatform/audio/_polyphase.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -21,10 +21,11 @@ run: install
 	$(VENV)/bin/agentplatform serve --host 127.0.0.1 --port 8000
 
 # PostgreSQL and Redis are started by the tests if stopped (tests/services.py); under
-# make test their tests fail rather than skip when they cannot run. -rs prints skip reasons.
+# make test their tests fail rather than skip when they cannot run, and so do the
+# resampler's when its compiled kernel was not built. -rs prints skip reasons.
 test: install browser sip-peers
 	AGENTPLATFORM_CHROMIUM=$(CHROMIUM) AGENTPLATFORM_REQUIRE_BROWSER=1 \
-	AGENTPLATFORM_REQUIRE_SERVICES=1 $(PY) -m pytest -q -rs
+	AGENTPLATFORM_REQUIRE_SERVICES=1 AGENTPLATFORM_REQUIRE_COMPILED=1 $(PY) -m pytest -q -rs
 
 # Debian's chromium for the admin-screen browser tests; installed once, as root or via sudo.
 browser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from agentplatform.limits.admission import Admission
 from agentplatform.limits.drain import Drain
 from agentplatform.limits.gate import CallGate, open_limit_store
 from agentplatform.limits.headroom import Headroom, HeadroomCollector, Limits
+from agentplatform.limits.worker_room import RoomBoard
 from agentplatform.observability.logging import bind_call
 from agentplatform.observability.startup import announce_agents
 from agentplatform.observability.metrics import Gauges, PlatformMetrics
@@ -345,9 +347,13 @@ def _headroom(settings: Settings, live_calls: Callable[[], int]) -> Headroom | N
     """This process's overload shedding, when on (``limits/headroom.py``)."""
     if not settings.overload_shedding:
         return None
+    from agentplatform.serving import WORKER_ENV
+
     return Headroom(Limits(max_lag_ms=settings.overload_max_loop_lag_ms,
                            max_cpu=settings.overload_max_cpu,
-                           max_calls=settings.max_calls_per_process), live_calls)
+                           max_calls=settings.max_calls_per_process), live_calls,
+                    board=RoomBoard.from_environment(os.environ),  # under serve --workers
+                    index=int(os.environ.get(WORKER_ENV, "0") or 0))
 
 
 def _live_gauges(platform: Platform, writer: CallWriter, drain: Drain) -> Gauges:

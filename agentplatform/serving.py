@@ -24,6 +24,13 @@ takes fewer new streams and a worker that restarts drops none waiting in the que
 each binding its own SO_REUSEPORT socket would). A stream reopened after DTMF may reach
 another worker, which refuses it, as on the main port.
 
+Overload: a full worker (``limits/headroom.py``) leaves new calls to a sibling with
+room. The supervisor hands every worker a small shared board (``limits/worker_room.py``)
+where each says whether one more call fits; with a media port, a full worker stops
+accepting streams while a sibling has room, so the kernel gives the next stream to one
+that accepts, and its webhooks take calls instead of refusing them. When no worker has
+room, each refuses with the busy message, as one process does.
+
 Every process also sets a short GIL switch interval (``SWITCH_INTERVAL_SECONDS``):
 the call-record writer is a background thread, and each time the event loop lets go
 of the GIL (a NumPy product, a random mask) the writer could otherwise keep it for
@@ -41,6 +48,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+
+from agentplatform.limits.worker_room import ROOM_FD_ENV, RoomBoard
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +171,7 @@ class Supervisor:
             media = bind_media(get_settings().media_listen)
         self.media = media or None
         self.workers = workers
+        self.board = RoomBoard.create(workers)  # which workers have room (overload)
         self.argv = argv  # the worker's command line, without --worker-fd/--worker-index
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.stopping = False
@@ -171,7 +181,9 @@ class Supervisor:
         cmd = [sys.executable, "-m", "agentplatform.cli", *self.argv,
                "--worker-fd", str(fd), "--worker-index", str(index)]
         env = worker_environment(dict(os.environ), index, self.workers)
-        fds = [fd]
+        fds = [fd, self.board.fd]
+        env[ROOM_FD_ENV] = str(self.board.fd)
+        self.board.forget(index)  # no room there until it says so
         if self.media is not None:
             fds.append(self.media.fileno())
             env[MEDIA_FD_ENV] = str(self.media.fileno())
@@ -203,6 +215,7 @@ class Supervisor:
                 if code is None:
                     continue
                 del self.procs[index]
+                self.board.forget(index)
                 if not self.stopping:
                     log.error("worker %d exited with %s; starting it again", index, code)
                     time.sleep(RESTART_DELAY_SECONDS)
@@ -211,4 +224,5 @@ class Supervisor:
         self.sock.close()
         if self.media is not None:
             self.media.close()
+        self.board.close()
         return 0

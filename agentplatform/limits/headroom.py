@@ -5,7 +5,8 @@ frames wait in the event loop's ready queue, every caller hears gaps, barge-ins 
 late. So the process measures itself and refuses a new call with the busy message
 (``Admission.at_arrival``) when one more would push the live calls past their targets;
 the calls already up keep their latency. With several worker processes the next call
-lands on another one (``serving.py``).
+lands on another one: ``limits/worker_room.py`` tells each worker which siblings have
+room, and a full worker whose streams can be steered stops accepting them meanwhile.
 
 Two measurements, both of this process:
 
@@ -38,6 +39,8 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agentplatform.limits.worker_room import RoomBoard
+
 SAMPLE_SECONDS = 0.005
 WINDOW_SECONDS = 2.0
 CPU_SECONDS = 0.5  # how often CPU is read
@@ -45,6 +48,7 @@ CPU_SECONDS = 0.5  # how often CPU is read
 # figure for this process on a slow shared core, rounded up).
 PRIOR_CPU_PER_CALL = 0.010
 ARRIVING_SECONDS = 3.0  # an admitted call counts as arriving until its stream is up
+PUBLISH_SECONDS = 0.1  # how often a worker tells its siblings whether it has room
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +94,16 @@ class Headroom:
 
     def __init__(self, limits: Limits, live_calls: Callable[[], int],
                  clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
+                 cpu_clock: Callable[[], float] = time.thread_time,
+                 board: RoomBoard | None = None, index: int = 0) -> None:
         self.limits = limits
+        # Under ``serve --workers``: the siblings' room, and this worker's place on it.
+        self._board, self._index = board, index
+        # Set by whoever can send new streams to a sibling (the media listener, which
+        # stops accepting); told of every change through ``watch``.
+        self.steerable = False
+        self.accepting = True
+        self._watchers: list[Callable[[bool], None]] = []
         self._live_calls = live_calls
         self._clock = clock
         self._cpu_clock = cpu_clock
@@ -100,6 +112,7 @@ class Headroom:
         self._cpu = 0.0
         self._task: asyncio.Task[None] | None = None
         self.shed = 0  # calls refused for want of headroom
+        self.steered = 0  # calls taken while full, their streams left to a sibling
         self.last_reason = ""
 
     @property
@@ -117,8 +130,30 @@ class Headroom:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def watch(self, callback: Callable[[bool], None]) -> None:
+        """``callback(accepting)`` whenever this worker starts or stops taking new
+        streams for its siblings' sake."""
+        self._watchers.append(callback)
+
+    def publish(self) -> None:
+        """Tell the siblings whether one more call fits here; stop accepting new
+        streams while it does not and a sibling has room (if streams can be steered)."""
+        full = self.enabled and decide(self.figures(), self.limits) is not None
+        if self._board is not None:
+            self._board.mark(self._index, not full)
+        accepting = not (full and self._can_steer())
+        if accepting != self.accepting:
+            self.accepting = accepting
+            for callback in self._watchers:
+                callback(accepting)
+
+    def _can_steer(self) -> bool:
+        return (self.steerable and self._board is not None
+                and self._board.others_with_room(self._index) > 0)
+
     async def _sample(self) -> None:
         cpu_at, cpu0 = self._clock(), self._cpu_clock()
+        published_at = cpu_at
         while True:
             before = self._clock()
             await asyncio.sleep(SAMPLE_SECONDS)
@@ -128,6 +163,9 @@ class Headroom:
                 cpu1 = self._cpu_clock()
                 self._cpu = (cpu1 - cpu0) / (now - cpu_at)
                 cpu_at, cpu0 = now, cpu1
+            if now - published_at >= PUBLISH_SECONDS:
+                published_at = now
+                self.publish()
 
     def note_lag(self, at: float, lag_ms: float) -> None:
         self._lags.append((at, lag_ms))
@@ -150,9 +188,15 @@ class Headroom:
         reason = decide(self.figures(), self.limits)
         if reason is None:
             self._arrivals.append(self._clock())
-        else:
-            self.shed += 1
-            self.last_reason = reason
+            return None
+        self.publish()
+        if self._can_steer():
+            # A sibling has room and this worker no longer accepts streams: the call's
+            # stream lands there, so the caller is not refused.
+            self.steered += 1
+            return None
+        self.shed += 1
+        self.last_reason = reason
         return reason
 
 
@@ -179,3 +223,9 @@ class HeadroomCollector(Collector):
                                   "Calls refused with the busy message because one more would "
                                   "have pushed the live calls past their latency targets.",
                                   value=h.shed)
+        yield CounterMetricFamily("agentplatform_calls_steered",
+                                  "Calls taken while this worker was full, their streams left "
+                                  "to a sibling worker with room.", value=h.steered)
+        yield GaugeMetricFamily("agentplatform_accepting_streams",
+                                "0 while this worker leaves new streams to a sibling with room.",
+                                value=float(h.accepting))
