@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agentplatform.limits.worker_room import ROOM
 from agentplatform.serving import (
     WORKER_ENV,
     parse_workers,
@@ -77,6 +78,14 @@ def test_two_workers_serve_one_port_and_all_exit_on_sigterm(tmp_path: Path) -> N
         workers = subprocess.run(["pgrep", "-f", "--", f"--port {port} --worker-fd"],
                                  capture_output=True, text=True, check=False).stdout.split()
         assert len(workers) == 2
+        # Both idle: each says on the shared board that it has room for a call.
+        environ = Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
+        room_fd = next(v.split(b"=", 1)[1] for v in environ
+                       if v.startswith(b"AGENTPLATFORM_ROOM_FD="))
+        board = Path(f"/proc/{workers[0]}/fd/{room_fd.decode()}")
+        while board.read_bytes() != bytes([ROOM, ROOM]):
+            assert time.monotonic() < deadline, f"board says {board.read_bytes()!r}"
+            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         for pid in workers:
