@@ -170,3 +170,16 @@ def test_media_fields_just_outside_what_is_taken_are_bad_shape(fields) -> None:
 def test_a_mark_name_of_any_characters_comes_back_as_it_was_sent(name: str) -> None:
     assert json.loads(wire.mark_message('MZ"odd', name)) == {
         "event": "mark", "streamSid": 'MZ"odd', "mark": {"name": name}}
+
+
+@pytest.mark.parametrize("frame", [
+    '{"event": "mark", "streamSid": "MZ0123", "sequenceNumber": "x", "mark": {"name": "m1"}}',
+    '{"event": "mark", "streamSid": "MZ0123", "sequenceNumber": true, "mark": {"name": "m1"}}',
+    '{"event": "mark", "streamSid": 7, "mark": {"name": "m1"}}',
+    '{"event": "mark", "streamSid": "MZ0123", "mark": {"name": 1}}',
+    '{"event": "mark", "streamSid": "MZ0123", "mark": {}}',
+])
+def test_a_mark_echo_with_a_field_missing_or_of_the_wrong_type_is_bad_shape(frame: str) -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        parse_message(frame)
+    assert caught.value.kind is MalformedKind.BAD_SHAPE
