@@ -123,6 +123,7 @@ class MediaSocket(picows.WSListener):
         self.client: tuple[str, int] | None = None
         self._max_size = max_size
         self._ws: Any = None  # picows.WSTransport
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._frames: deque[dict[str, Any]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None  # set while writing is paused
@@ -143,6 +144,7 @@ class MediaSocket(picows.WSListener):
 
     def on_ws_connected(self, transport: Any) -> None:
         self._ws = transport
+        self._loop = asyncio.get_running_loop()
         peer = transport.underlying_transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = (str(peer[0]), int(peer[1]))
@@ -245,7 +247,7 @@ class MediaSocket(picows.WSListener):
                 self._disconnect_delivered = True
                 return {"type": "websocket.disconnect", "code": self.close_code,
                         "reason": self.close_reason}
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()  # type: ignore[union-attr]
             try:
                 await self._waiter
             finally:
@@ -427,6 +429,8 @@ class MediaListener:
         assert self._serve is not None
         try:
             await self._serve(media, media.stream_url)
+        except (WebSocketDisconnect, WebSocketDisconnected) as exc:  # the peer left first
+            log.debug("media stream ended under its handler (%r)", exc)
         except Exception:
             log.exception("media stream handler failed")
         finally:
