@@ -264,6 +264,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             campaigns: CampaignQueue | None = None
             try:
                 started = await _start_carriers(carriers)
+                if headroom is not None:
+                    _steer_streams(headroom, started)
                 campaigns = await start_campaign_queue(platform, engine)
                 yield
             finally:
@@ -341,6 +343,25 @@ async def _stop_carriers(carriers: list[Carrier]) -> None:
         except Exception:
             log.exception("carrier %s failed to stop cleanly", carrier.name)
 
+
+
+def _steer_streams(headroom: Headroom, carriers: list[Carrier]) -> None:
+    """Let a full worker leave new streams to a sibling with room, through the carriers
+    whose streams arrive on a socket every worker accepts on (Twilio's media listener)."""
+    steering = [c for c in carriers if getattr(c, "steers_streams", False)]
+    if not steering:
+        return
+    loop = asyncio.get_running_loop()
+    switching: set[asyncio.Task[None]] = set()
+
+    def on_change(accepting: bool) -> None:
+        for carrier in steering:
+            task = loop.create_task(carrier.accept_streams(accepting))  # type: ignore[attr-defined]
+            switching.add(task)
+            task.add_done_callback(switching.discard)
+
+    headroom.steerable = True
+    headroom.watch(on_change)
 
 
 def _headroom(settings: Settings, live_calls: Callable[[], int]) -> Headroom | None:

@@ -41,7 +41,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from agentplatform.config import Settings
 from agentplatform.errors import PlatformError
-from agentplatform.serving import MEDIA_FD_ENV
+from agentplatform.serving import MEDIA_FD_ENV, bind
 from agentplatform.web.hosts import BadHost, HostPolicy, split_host
 
 log = logging.getLogger(__name__)
@@ -332,6 +332,11 @@ class MediaListener:
         self._paths = paths
         self._inherited_fd = inherited_fd
         self._server: asyncio.Server | None = None
+        # The listening socket; the server accepts on a duplicate, so that accepting can
+        # stop (``set_accepting``) while the socket, shared with sibling workers, stays.
+        self._base: socket.socket | None = None
+        self._want_accepting = True
+        self._switching = asyncio.Lock()
         self._serve: Serve | None = None
         self.sockets: set[MediaSocket] = set()
         self.refused = 0  # upgrades answered with an HTTP error
@@ -369,8 +374,8 @@ class MediaListener:
     @property
     def port(self) -> int:
         """The bound port (the configured one, or the one picked for port 0)."""
-        if self._server is not None and self._server.sockets:
-            return int(self._server.sockets[0].getsockname()[1])
+        if self._base is not None:
+            return int(self._base.getsockname()[1])
         return self._port
 
     def stream_url(self, host_header: str = "") -> str:
@@ -381,20 +386,44 @@ class MediaListener:
 
     async def start(self, serve: Serve) -> None:
         self._serve = serve
-        options: dict[str, Any] = dict(
-            websocket_handshake_timeout=10, enable_auto_pong=True,
-            enable_auto_ping=True, auto_ping_idle_timeout=PING_SECONDS,
-            auto_ping_reply_timeout=PING_SECONDS, max_frame_size=MAX_MESSAGE_BYTES,
-            logger_name="media")
         if self._inherited_fd is not None:
-            sock = socket.socket(fileno=self._inherited_fd)
-            sock.setblocking(False)
-            self._server = await picows.ws_create_server(self._factory, sock=sock, **options)
+            base = socket.socket(fileno=self._inherited_fd)
         else:
-            self._server = await picows.ws_create_server(self._factory, self.host, self._port,
-                                                         backlog=2048, **options)
+            base = bind(self.host, self._port)
+            base.set_inheritable(False)
+        base.setblocking(False)
+        self._base = base
+        await self._accept()
         log.info("media streams on ws://%s:%d%s (picows); Twilio is told %s",
                  _url_host(self.host), self.port, MEDIA_PATH, self.stream_url(""))
+
+    async def _accept(self) -> None:
+        assert self._base is not None
+        self._server = await picows.ws_create_server(
+            self._factory, sock=self._base.dup(), websocket_handshake_timeout=10,
+            enable_auto_pong=True, enable_auto_ping=True, auto_ping_idle_timeout=PING_SECONDS,
+            auto_ping_reply_timeout=PING_SECONDS, max_frame_size=MAX_MESSAGE_BYTES,
+            logger_name="media")
+
+    @property
+    def accepting(self) -> bool:
+        return self._server is not None
+
+    async def set_accepting(self, accepting: bool) -> None:
+        """Stop taking new streams, or take them again; open streams go on either way.
+        The socket stays bound meanwhile: under ``serve --workers`` a sibling accepting
+        on it takes the next stream, and in one process new streams wait in its backlog.
+        The latest call wins when calls overlap."""
+        self._want_accepting = accepting
+        async with self._switching:
+            if self._base is None or self._want_accepting == self.accepting:
+                return
+            if self._want_accepting:
+                await self._accept()
+                return
+            server, self._server = self._server, None
+            assert server is not None
+            server.close()  # closes the duplicate; existing connections are left alone
 
     def _factory(self, request: Any) -> Any:
         target = request.path.decode("latin-1")
@@ -442,9 +471,12 @@ class MediaListener:
         """No new streams; those still open get ``grace`` seconds to end (by the time
         the lifespan stops the carriers their calls have ended), then are closed."""
         server, self._server = self._server, None
-        if server is None:
+        base, self._base = self._base, None
+        if base is None:
             return
-        server.close()
+        if server is not None:
+            server.close()
+        base.close()
         tasks = [m.task for m in self.sockets if m.task is not None and not m.task.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)

@@ -61,6 +61,18 @@ class TwilioCarrier(Carrier):
         if self.listener is not None:
             await self.listener.start(self.endpoints.listener_stream)
 
+    @property
+    def steers_streams(self) -> bool:
+        """Whether new streams can be left to a sibling worker (``accept_streams``): they
+        arrive on the media listener's socket, which every worker accepts on."""
+        return self.listener is not None
+
+    async def accept_streams(self, accepting: bool) -> None:
+        """Stop (or resume) accepting new media streams on the shared listener socket;
+        a full worker does so while a sibling has room (``limits/worker_room.py``)."""
+        if self.listener is not None:
+            await self.listener.set_accepting(accepting)
+
     def dial_problem(self) -> str | None:
         return self.dialer.problem()
 

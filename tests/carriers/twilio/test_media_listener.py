@@ -534,3 +534,103 @@ async def test_placed_calls_are_sent_to_the_listener(tmp_path: Path) -> None:
                               from_number="+15550199", carrier="twilio")
     twiml = str(dialer.create_parameters(request)["twiml"])
     assert 'url="wss://calls.example.com:8765/twilio/media"' in twiml
+
+
+async def test_a_listener_that_stops_accepting_leaves_new_streams_to_a_sibling_and_keeps_its_own() -> None:
+    from agentplatform.serving import bind
+
+    shared = bind("127.0.0.1", 0)  # one socket, two listeners on it: two workers' view
+    port = shared.getsockname()[1]
+    got: dict[str, list[MediaSocket]] = {"a": [], "b": []}
+
+    def serve_as(name: str):  # noqa: ANN202
+        async def serve(ws: MediaSocket, url: str) -> None:
+            got[name].append(ws)
+            async for text in _texts(ws):
+                await ws.send_text(text)
+        return serve
+
+    a = MediaListener("127.0.0.1", 0, inherited_fd=os.dup(shared.fileno()))
+    b = MediaListener("127.0.0.1", 0, inherited_fd=os.dup(shared.fileno()))
+    await a.start(serve_as("a"))
+    await b.start(serve_as("b"))
+    url = f"ws://127.0.0.1:{port}/twilio/media"
+    clients = []
+    try:
+        await b.set_accepting(False)
+        first = await connect(url)  # only a accepts
+        clients.append(first)
+        await asyncio.wait_for(_until(lambda: got["a"]), 5)
+        await a.set_accepting(False)
+        await b.set_accepting(True)
+        assert not a.accepting and b.accepting
+        for _ in range(4):
+            clients.append(await connect(url))
+        await asyncio.wait_for(_until(lambda: len(got["b"]) == 4), 5)
+        assert len(got["a"]) == 1
+        # The stream a took before it stopped accepting goes on.
+        await first.send("still here")
+        assert await asyncio.wait_for(first.recv(), 5) == "still here"
+    finally:
+        for client in clients:
+            await client.close()
+        await a.stop(grace=1.0)
+        await b.stop(grace=1.0)
+        shared.close()
+
+
+async def _texts(ws: MediaSocket) -> AsyncIterator[str]:
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            yield await ws.receive_text()
+
+
+def _twilio_carrier(**overrides: object):  # noqa: ANN202
+    from agentplatform.carriers.plugin import CarrierContext
+    from agentplatform.carriers.twilio.plugin import TwilioCarrier
+
+    context = CarrierContext("twilio", settings(**overrides), MemorySingleUse(),
+                             services=lambda: None)  # type: ignore[arg-type,return-value]
+    return TwilioCarrier(context)
+
+
+async def test_a_full_worker_stops_taking_streams_on_the_listener_and_takes_them_again() -> None:
+    from agentplatform.app import _steer_streams
+
+    class Headroom:
+        steerable = False
+
+        def __init__(self) -> None:
+            self.watchers: list[Callable[[bool], None]] = []
+
+        def watch(self, callback: Callable[[bool], None]) -> None:
+            self.watchers.append(callback)
+
+    carrier = _twilio_carrier()
+    assert carrier.steers_streams and not _twilio_carrier(media_listen="").steers_streams
+    await carrier.start()
+    try:
+        headroom = Headroom()
+        _steer_streams(headroom, [_twilio_carrier(media_listen=""), carrier])  # type: ignore[arg-type]
+        assert headroom.steerable
+        [changed] = headroom.watchers
+        changed(False)
+        await asyncio.wait_for(_until(lambda: not carrier.listener.accepting), 5)
+        changed(True)
+        await asyncio.wait_for(_until(lambda: carrier.listener.accepting), 5)
+    finally:
+        await carrier.stop()
+
+
+def test_without_a_listener_streams_are_not_steered() -> None:
+    from agentplatform.app import _steer_streams
+
+    class Headroom:
+        steerable = False
+
+        def watch(self, callback: Callable[[bool], None]) -> None:
+            raise AssertionError("nothing to steer")
+
+    headroom = Headroom()
+    _steer_streams(headroom, [_twilio_carrier(media_listen="")])  # type: ignore[arg-type]
+    assert not headroom.steerable
