@@ -579,7 +579,8 @@ class CallSession:
             if task.cancelled() or task.exception() is not None:
                 self._task_done(task)
             return
-        self._spawn(self._drain_model_events(task))
+        # In the call's context, as the handlers it runs (their log lines name the call).
+        self._model_context.run(self._spawn, self._drain_model_events(task))
 
     async def _drain_model_events(self, waiting: asyncio.Task[None]) -> None:
         """Finish the handler that had to wait, then the events that queued behind it."""
