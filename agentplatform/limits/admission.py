@@ -18,7 +18,7 @@ from agentplatform.carriers.base import CallAudio
 from agentplatform.cascade.capacity import CASCADE_CAPACITY
 from agentplatform.limits.drain import Drain
 from agentplatform.limits.gate import CallGate, Refusal
-from agentplatform.limits.headroom import Headroom
+from agentplatform.limits.headroom import Headroom, decide
 from agentplatform.observability.metrics import PlatformMetrics
 from agentplatform.records import CallRecorder, CallStart, EndReason
 
@@ -37,6 +37,18 @@ class Admission:
         self._recorder = recorder
         self._metrics = metrics
         self._gate_errors_seen = 0
+
+    def unready(self) -> str | None:
+        """Why this process should get no new calls now (draining, or no headroom for
+        one more), else ``None``: what ``/readyz`` tells a load balancer. Nothing is
+        counted, unlike a refusal."""
+        if self.drain.draining:
+            return "draining"
+        if self.headroom is not None and self.headroom.enabled:
+            reason = decide(self.headroom.figures(), self.headroom.limits)
+            if reason is not None:
+                return f"overloaded: {reason}"
+        return None
 
     async def at_arrival(self, carrier: str, call_sid: str, agent: AgentSpec, from_number: str,
                          to_number: str) -> str | None:

@@ -28,6 +28,20 @@ async def healthz(request: Request) -> dict[str, object]:
             "agents": len(platform.store.agents)}
 
 
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """For a load balancer's health check: 503 while this process is draining or has
+    no headroom for another call, so new calls go to a server with room; calls already
+    up are not affected."""
+    platform = request.app.state.platform
+    reason = platform.admission.unready()
+    if reason is None:
+        return _json({"status": "ready", "active_calls": len(platform.calls)})
+    return Response(orjson.dumps({"status": "unready", "reason": reason,
+                                  "active_calls": len(platform.calls)}),
+                    status_code=503, media_type="application/json")
+
+
 @router.get("/api/agents")
 async def list_agents(request: Request) -> dict[str, object]:
     store = request.app.state.platform.store

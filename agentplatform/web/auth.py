@@ -11,13 +11,14 @@
   ``X-Real-IP``, ``Via``…) is refused on these paths.
 * Public: the paths each carrier plug-in declares (``Carrier.public_paths``: Twilio's
   webhooks and media stream, the browser test call's media stream — each checks its
-  own signatures and tokens), ``/healthz``, ``/metrics``, ``/static/…`` and the login
+  own signatures and tokens), ``/healthz``, ``/readyz``, ``/metrics``, ``/static/…`` and the login
   page. Their access never rests on "this request is local", so a proxy changes
   nothing for them.
-* Before all of that, every request but ``/healthz`` must name this server in ``Host``
+* Before all of that, every request but ``/healthz`` and ``/readyz`` must name this server in ``Host``
   (400 otherwise), and a write or WebSocket handshake that carries ``Origin`` must come
-  from one of our pages (403 otherwise): see ``hosts.py``. ``/healthz`` is exempt because
-  load balancers probe it by address, and it tells nothing but "ok" and two counts.
+  from one of our pages (403 otherwise): see ``hosts.py``. ``/healthz`` and ``/readyz`` are
+  exempt because load balancers probe them by address, and they tell nothing but a
+  status, a reason and a count or two.
 
 This is a plain ASGI middleware, so WebSocket audio frames never pass through it: it
 looks at the handshake only.
@@ -53,10 +54,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-PUBLIC_EXACT = frozenset({"/healthz", "/metrics", "/login", "/favicon.ico"})
+PUBLIC_EXACT = frozenset({"/healthz", "/readyz", "/metrics", "/login", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/static/",)
 # Probed by load balancers by address; answers only "ok" and two counts.
-ANY_HOST_PATHS = frozenset({"/healthz"})
+ANY_HOST_PATHS = frozenset({"/healthz", "/readyz"})
 API_PREFIXES = ("/api/", "/debug/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
