@@ -97,6 +97,9 @@ async def relay_stream(ws: WebSocket | Any, model_url: str) -> None:
         clear = '{"event":"clear","streamSid":"' + stream_sid + '"}'
 
         async def up() -> None:
+            if getattr(ws, "dispatch", None) is not None:
+                await _up_in_callback(ws, model)
+                return
             while True:
                 msg = orjson.loads(await ws.receive_text())
                 event = msg.get("event")
@@ -125,6 +128,37 @@ async def relay_stream(ws: WebSocket | Any, model_url: str) -> None:
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(model.close(), 1.0)
+
+
+async def _up_in_callback(ws: Any, model: ModelSocket) -> None:
+    """Caller to model on the media listener, as the bridge takes its frames there
+    (``TwilioCallAudio.deliver_to``): each frame parsed and its append written inside
+    the socket's callback; while the model reads slowly the appends wait here, in order."""
+    waiting: list[str] = []
+    stopped = False
+
+    def on_frame(data: str | bytes) -> bool:
+        nonlocal stopped
+        msg = orjson.loads(data)
+        event = msg.get("event")
+        if event == "media":
+            text = _APPEND + msg["media"]["payload"] + '"}'
+            if model.writable:
+                model.send_now(text)
+                return False
+            waiting.append(text)
+            return True
+        if event == "stop":
+            stopped = True
+            return True
+        return False
+
+    while not stopped:
+        if not await ws.dispatch(on_frame):
+            return  # the socket ended
+        for text in waiting:
+            await model.send(text)
+        waiting.clear()
 
 
 async def _send_audio(model: ModelSocket, text: str) -> None:

@@ -96,6 +96,10 @@ IDLE_PROMPT = ("The caller has said nothing for a while. Briefly ask whether the
 IDLE_GOODBYE = ("The caller is still silent. Say a short, polite goodbye now: you are "
                 "ending the call. Say something like: \"I can't hear anyone, so I'll "
                 "hang up now. Goodbye.\"")
+# Carrier events queued behind a handler that waits: past this many the carrier holds
+# its frames (``CallAudio.hold_delivery``), at this few it sends them again.
+CARRIER_BACKLOG_HOLD = 64
+CARRIER_BACKLOG_RELEASE = 16
 # Session notices that mean the provider connection was replaced mid-call.
 RECONNECT_NOTICES = frozenset({"reconnected", "resumed", "recycled"})
 
@@ -196,6 +200,12 @@ class CallSession:
         self._model_backlog: deque[ModelEvent] = deque()
         self._model_context: contextvars.Context | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Carrier events handled as they arrive (``_on_carrier_event``), the same way.
+        self._carrier_handlers: dict[type, Callable[[Any], Awaitable[None]]] = {}
+        self._carrier_busy = False
+        self._carrier_backlog: deque[Any] = deque()
+        self._carrier_held = False  # the carrier was asked to hold its frames
+        self._carrier_context: contextvars.Context | None = None
         self._pending_assistant: dict[str, _PendingTurn] = {}
         self._heard_fraction: dict[str, float] = {}
         self._recording: CallRecording | None = None
@@ -407,21 +417,69 @@ class CallSession:
     # ------------------------------------------------------------------ carrier → model
 
     async def _carrier_loop(self) -> None:
-        handlers = {
+        handlers = self._carrier_handlers = {
             InboundAudio: self._on_inbound_audio,
             Dtmf: self._on_dtmf,
             MarkPlayed: self._on_mark,
             StreamStopped: self._on_stream_stopped,
             AnsweringMachine: self._on_answering_machine,
         }
+        # A carrier that can hand events over as frames arrive (Twilio's on the media
+        # listener, inside its socket's callback) skips this task's wake-up per frame;
+        # ``events()`` then only says when the stream has ended.
+        self._loop = asyncio.get_running_loop()
+        self._carrier_context = contextvars.copy_context()  # the call id for its logs
+        self.audio.deliver_to(self._on_carrier_event)
         async for event in self.audio.events():
             await handlers[type(event)](event)
             if self._ended.is_set():
                 return
+        while self._carrier_busy and not self._ended.is_set():  # what came before the end first
+            await asyncio.sleep(0.01)
+        if self._ended.is_set():
+            return
         if self._ending and self._ending.transferring:  # a carrier may close it to hand over
             self._set_end(EndReason.TRANSFERRED, self._transfer_detail("stream closed"))
         else:
             self._set_end(EndReason.CALLER_HUNG_UP, "stream closed")
+
+    def _on_carrier_event(self, event: Any) -> None:
+        """One carrier event, as its frame arrives: as ``_on_model_event`` does for the
+        model's. Its handler starts at once and almost always finishes without waiting
+        (the model socket takes the audio at once); one that has to wait (the model
+        reads slowly) becomes a task and the events after it queue, in order, the
+        carrier holding its frames while that queue is long. Never raises."""
+        if self._ended.is_set():
+            return
+        if self._carrier_busy:
+            backlog = self._carrier_backlog
+            backlog.append(event)
+            if len(backlog) > CARRIER_BACKLOG_HOLD and not self._carrier_held:
+                self._carrier_held = True
+                self.audio.hold_delivery(True)
+            return
+        self._carrier_busy = True  # an event arriving while this one runs waits behind it
+        task = asyncio.Task(self._carrier_handlers[type(event)](event), loop=self._loop,
+                            context=self._carrier_context, eager_start=True)
+        if task.done() and not self._carrier_backlog:
+            self._carrier_busy = False
+            if task.cancelled() or task.exception() is not None:
+                self._task_done(task)
+            return
+        self._carrier_context.run(self._spawn, self._drain_carrier_events(task))
+
+    async def _drain_carrier_events(self, waiting: asyncio.Task[None]) -> None:
+        """Finish the handler that had to wait, then the events that queued behind it."""
+        await waiting
+        backlog, handlers = self._carrier_backlog, self._carrier_handlers
+        while backlog and not self._ended.is_set():
+            event = backlog.popleft()
+            await handlers[type(event)](event)
+            if self._carrier_held and len(backlog) <= CARRIER_BACKLOG_RELEASE:
+                self._carrier_held = False
+                self.audio.hold_delivery(False)
+        backlog.clear()
+        self._carrier_busy = False
 
     async def _on_inbound_audio(self, frame: InboundAudio) -> None:
         assert self.model is not None

@@ -7,7 +7,7 @@ Audio both ways is G.711 μ-law at 8 kHz, the telephone's own format.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -79,6 +79,20 @@ class CallAudio(abc.ABC):
 
     @abc.abstractmethod
     def events(self) -> AsyncIterator[CarrierEvent]: ...
+
+    def deliver_to(self, sink: Callable[[CarrierEvent], None]) -> bool:
+        """Hand every later event to ``sink`` as it happens, in order, instead of
+        through ``events()``: a frame then reaches the bridge inside the socket's
+        callback, with no queue and no task wake-up per frame. Events already waiting
+        go to it first; the last is the ``StreamStopped``. ``events()`` must still be
+        iterated: it yields nothing more and ends when the stream does. ``sink`` must
+        not raise. False (the default): this carrier cannot, ``events()`` yields them."""
+        return False
+
+    def hold_delivery(self, hold: bool) -> None:
+        """While ``deliver_to``'s sink is behind (its handlers wait), stop taking
+        frames from the carrier (``True``) until it has caught up (``False``), so
+        they wait on the carrier's side instead of piling up in memory."""
 
     @abc.abstractmethod
     async def send_audio(self, ulaw: bytes) -> None: ...

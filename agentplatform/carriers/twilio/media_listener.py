@@ -105,7 +105,9 @@ class MediaSocket(picows.WSListener):
     ``client``.
 
     Frames arrive in picows' callback and wait in a deque; ``receive`` waits on a
-    future only when the deque is empty. Sends are framed in C and written at once;
+    future only when the deque is empty. Or, beyond Starlette's surface, ``dispatch``
+    hands each message to a function inside that callback (no deque, no task wake-up
+    per frame), as the model socket's ``dispatch`` does. Sends are framed in C and written at once;
     while the transport is over its high-water mark a send waits first (as uvicorn
     does). Once our close is sent a send raises ``WebSocketDisconnected``, once the
     peer is gone ``WebSocketDisconnect(1006)``: what Starlette raises.
@@ -139,6 +141,11 @@ class MediaSocket(picows.WSListener):
         self.close_reason = ""
         self.stream_url = ""  # the URL Twilio was told (set by the listener)
         self.task: asyncio.Task[None] | None = None  # the stream's handler (the listener's)
+        # While ``dispatch`` runs: the function each message goes to, and why it ended.
+        self._handler: Callable[[str | bytes], bool] | None = None
+        self._handler_stopped = False
+        self._handler_error: BaseException | None = None
+        self._held = False  # ``hold_reading``: the call is behind, stop reading the socket
 
     # ------------------------------------------------------------ picows callbacks
 
@@ -159,9 +166,12 @@ class MediaSocket(picows.WSListener):
             except UnicodeDecodeError:
                 self._fail(_INVALID_DATA, "invalid UTF-8")
                 return
-            self._push({"type": _RECEIVE, "text": text})
+            if self._handler is not None:
+                self._deliver(text)
+            else:
+                self._push({"type": _RECEIVE, "text": text})
         elif frame.fin and kind is _BINARY:
-            self._push({"type": _RECEIVE, "bytes": frame.get_payload_as_bytes()})
+            self._received(frame.get_payload_as_bytes())
         elif kind is _TEXT or kind is _BINARY:  # the first fragment of a message
             self._parts, self._parts_kind = [frame.get_payload_as_bytes()], kind
             self._parts_size = len(self._parts[0])
@@ -174,12 +184,14 @@ class MediaSocket(picows.WSListener):
                 data = b"".join(self._parts)
                 kind, self._parts, self._parts_kind = self._parts_kind, [], None
                 if kind is _BINARY:
-                    self._push({"type": _RECEIVE, "bytes": data})
+                    self._received(data)
                     return
                 try:
-                    self._push({"type": _RECEIVE, "text": data.decode()})
+                    text = data.decode()
                 except UnicodeDecodeError:
                     self._fail(_INVALID_DATA, "invalid UTF-8")
+                    return
+                self._received(text)
         elif kind is _CLOSE:
             self.close_code = int(frame.get_close_code())
             self.close_reason = frame.get_close_reason() or ""
@@ -206,6 +218,28 @@ class MediaSocket(picows.WSListener):
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
+
+    def _received(self, data: str | bytes) -> None:
+        """A whole message: to ``dispatch``'s function, or into the deque."""
+        if self._handler is not None:
+            self._deliver(data)
+        elif type(data) is str:
+            self._push({"type": _RECEIVE, "text": data})
+        else:
+            self._push({"type": _RECEIVE, "bytes": data})
+
+    def _deliver(self, data: str | bytes) -> None:
+        handler = self._handler
+        assert handler is not None
+        try:
+            stop = handler(data)
+        except Exception as exc:  # noqa: BLE001 - raised again from ``dispatch``, in its task
+            self._handler_error = exc
+            stop = True
+        if stop:
+            self._handler = None
+            self._handler_stopped = True
+            self._wake()
 
     def _push(self, message: dict[str, Any]) -> None:
         frames = self._frames
@@ -255,9 +289,66 @@ class MediaSocket(picows.WSListener):
         message = frames.popleft()
         if self._reading_paused and len(frames) <= RESUME_READING_AT:
             self._reading_paused = False
-            if not self._disconnected:
-                self._ws.underlying_transport.resume_reading()
+            self._resume_reading()
         return message
+
+    async def dispatch(self, handler: Callable[[str | bytes], bool]) -> bool:
+        """Hand every message (``str`` for text, ``bytes`` for binary) to ``handler``
+        as it arrives, in picows' callback: a frame then reaches the call with no deque
+        and no task wake-up. Messages received before this call go first, in order.
+
+        Ends when ``handler`` returns true (returns True; later messages wait for
+        ``receive`` or the next ``dispatch``), or when the socket has ended (returns
+        False; ``receive`` then gives the disconnect message). An exception from
+        ``handler`` is raised here."""
+        if self._handler is not None:
+            raise RuntimeError("this socket is already dispatching")
+        frames = self._frames
+        while frames:
+            message = frames.popleft()
+            data = message.get("text")
+            if handler(message["bytes"] if data is None else data):
+                self._resume_after_queue()
+                return True
+        self._resume_after_queue()
+        self._handler, self._handler_stopped, self._handler_error = handler, False, None
+        try:
+            while not self._handler_stopped:
+                if self._disconnected:
+                    return False
+                self._waiter = self._loop.create_future()  # type: ignore[union-attr]
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+            if self._handler_error is not None:
+                raise self._handler_error
+            return True
+        finally:
+            self._handler = None
+            self._handler_error = None
+
+    def _resume_after_queue(self) -> None:
+        if self._reading_paused and len(self._frames) <= RESUME_READING_AT:
+            self._reading_paused = False
+            self._resume_reading()
+
+    def hold_reading(self, hold: bool) -> None:
+        """Stop reading the socket while the call is behind with the frames already
+        handed to it (``dispatch``), and read again once it has caught up: the peer
+        then waits in TCP, as when the deque is full."""
+        if hold == self._held:
+            return
+        self._held = hold
+        if hold:
+            if not self._reading_paused and not self._disconnected:
+                self._ws.underlying_transport.pause_reading()
+        else:
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        if not self._reading_paused and not self._held and not self._disconnected:
+            self._ws.underlying_transport.resume_reading()
 
     async def receive_text(self) -> str:
         message = await self.receive()

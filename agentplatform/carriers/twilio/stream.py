@@ -5,8 +5,11 @@ stream token against the CallSid and spends it (closing 1008 before anything els
 happens if it is bad or already used, so no model session is ever opened for an
 unauthenticated or replayed stream),
 then ``events()`` turns frames into carrier events until ``stop`` or the socket
-closes. A malformed frame is counted by kind and skipped; only the socket ending
-ends the stream. Sends never raise: a closed socket is logged once and the
+closes. On a socket that can hand each frame over in its callback (the media
+listener's ``MediaSocket.dispatch``) the bridge may take the events that way instead
+(``deliver_to``): the same parsing and checks run inside the socket's callback and each
+event goes straight to the bridge, with no task woken per frame. A malformed frame is
+counted by kind and skipped; only the socket ending ends the stream. Sends never raise: a closed socket is logged once and the
 stream is marked closed, since the bridge learns of the end from ``events()``.
 """
 
@@ -90,6 +93,8 @@ class TwilioCallAudio(CallAudio):
         # Events from outside the socket (the AMD verdict, an HTTP callback), handed
         # out before the next frame: Twilio sends one every 20 ms.
         self._delivered: deque[CarrierEvent] = deque()
+        # Set by ``deliver_to``: every event goes to it, in the socket's callback.
+        self._sink: Callable[[CarrierEvent], None] | None = None
         self._send_failed = False
         self._handlers: dict[type, Callable[[Any], CarrierEvent | None]] = {
             Media: self._on_media,
@@ -192,7 +197,11 @@ class TwilioCallAudio(CallAudio):
         log.debug("call %s: skipped malformed frame: %s", self.info.call_id, exc)
 
     async def events(self) -> AsyncIterator[CarrierEvent]:
-        """Inbound audio, DTMF and mark echoes, ending with one ``StreamStopped``."""
+        """Inbound audio, DTMF and mark echoes, ending with one ``StreamStopped``;
+        after ``deliver_to``, nothing (they go to its sink), ending with the stream."""
+        if self._sink is not None:
+            await self._dispatch_frames()
+            return
         self._expect(StreamState.STARTED)
         while True:
             while self._delivered:
@@ -261,7 +270,109 @@ class TwilioCallAudio(CallAudio):
 
     def deliver(self, event: CarrierEvent) -> None:
         """An event about this call that came another way (``outbound.LiveStreams``)."""
-        self._delivered.append(event)
+        if self._sink is not None:
+            self._sink(event)
+        else:
+            self._delivered.append(event)
+
+    # ------------------------------------------------------------ receive, in the callback
+
+    def deliver_to(self, sink: Callable[[CarrierEvent], None]) -> bool:
+        """Events to ``sink`` as each frame arrives, when the socket can hand frames
+        over in its callback (``MediaSocket.dispatch``); ``CallAudio.deliver_to``.
+        Events delivered from outside (``deliver``) go to it as they come."""
+        if self.state is not StreamState.STARTED or self._sink is not None \
+                or getattr(self._ws, "dispatch", None) is None:
+            return False
+        self._sink = sink
+        while self._delivered:
+            sink(self._delivered.popleft())
+        return True
+
+    def hold_delivery(self, hold: bool) -> None:
+        hold_reading = getattr(self._ws, "hold_reading", None)
+        if hold_reading is not None:
+            hold_reading(hold)
+
+    async def _dispatch_frames(self) -> None:
+        """``events()`` on the callback path: frames go to the sink in the socket's
+        callback (``_on_frame``) until ``stop`` or the socket's end, which are handled
+        here as ``events()`` handles them, the ``StreamStopped`` going to the sink last."""
+        sink = self._sink
+        assert sink is not None
+        while True:
+            dispatch = getattr(self._ws, "dispatch", None)
+            try:
+                stopped = await (dispatch(self._on_frame) if dispatch is not None
+                                 else self._read_into(self._on_frame))
+            except _SocketEnded:
+                stopped = False
+            if self._resume is not None:  # our DTMF's TwiML ended this socket
+                if await self._take_resumed_socket():
+                    for name in list(self._outstanding_marks):
+                        sink(MarkPlayed(name=name))
+                    self._outstanding_marks.clear()
+                    continue
+                self.state = StreamState.CLOSED
+                sink(StreamStopped(reason="carrier_error",
+                                   detail="the stream did not come back after sending DTMF"))
+                return
+            if not stopped:  # the socket ended
+                self.state = StreamState.CLOSED
+            sink(StreamStopped())
+            return
+
+    async def _read_into(self, handler: Callable[[str | bytes], bool]) -> bool:
+        """``dispatch`` for a socket without it (a resumed stream on the main port)."""
+        while True:
+            try:
+                frame = await self._ws.receive()
+            except Exception as exc:  # starlette raises RuntimeError once disconnected
+                raise _SocketEnded() from exc
+            if frame["type"] == "websocket.disconnect":
+                return False
+            text = frame.get("text")
+            if handler(text if text is not None else frame.get("bytes") or b""):
+                return True
+
+    def _on_frame(self, data: str | bytes) -> bool:
+        """One frame, in the socket's callback: its event goes to the sink now. True
+        for a ``stop`` (of this stream, or of any while our DTMF's TwiML runs), which
+        ``_dispatch_frames`` takes from there."""
+        if type(data) is not str:
+            self._count(MalformedMessage(MalformedKind.BINARY, "binary frame"))
+            return False
+        try:
+            msg = parse_message(data)
+        except MalformedMessage as exc:
+            self._count(exc)
+            return False
+        kind = type(msg)
+        if kind is Media:  # fifty a second: the checks of ``_in_order``, inline
+            if msg.stream_sid != self.info.stream_id:
+                self._count(MalformedMessage(MalformedKind.WRONG_STREAM,
+                                             f"frame for stream {msg.stream_sid[:40]!r}"))
+                return False
+            seq = msg.sequence_number
+            if seq:  # 0: an unnumbered frame, not checked
+                if seq <= self._last_seq:
+                    self._count(MalformedMessage(MalformedKind.OUT_OF_ORDER,
+                                                 f"sequenceNumber {seq} after {self._last_seq}"))
+                    return False
+                self._last_seq = seq
+            if msg.track in _INBOUND_TRACKS:
+                self._sink(InboundAudio(msg.payload, msg.timestamp, time.monotonic()))  # type: ignore[misc]
+            return False
+        if kind is Stop and self._resume is not None:
+            return True
+        if not self._in_order(msg):
+            return False
+        if kind is Stop:
+            return True
+        event = self._handlers[kind](msg)
+        if event is not None:
+            self._sink(event)  # type: ignore[misc]
+        return False
 
     def _on_media(self, msg: Media) -> CarrierEvent | None:
         if msg.track not in _INBOUND_TRACKS:
