@@ -108,6 +108,8 @@ async def relay_stream(ws: WebSocket | Any, model_url: str) -> None:
                 elif event == "stop":
                     return
 
+        send_texts = getattr(ws, "send_texts", None)  # the listener's: one write for both
+
         async def down() -> None:
             n = 0
             async for raw in model:
@@ -115,6 +117,10 @@ async def relay_stream(ws: WebSocket | Any, model_url: str) -> None:
                 kind = event.get("type")
                 if kind == "response.output_audio.delta":
                     n += 1
+                    if send_texts is not None:
+                        await send_texts(media_prefix + event["delta"] + '"}}',
+                                         mark_prefix + str(n) + '"}}')
+                        continue
                     await ws.send_text(media_prefix + event["delta"] + '"}}')
                     await ws.send_text(mark_prefix + str(n) + '"}}')
                 elif kind == "input_audio_buffer.speech_started":

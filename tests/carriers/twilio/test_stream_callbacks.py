@@ -414,3 +414,60 @@ async def test_on_the_listener_a_stream_reopened_after_dtmf_carries_the_call_on(
     assert detail.end_reason == "caller_hung_up"
     users = [t.text for t in detail.turns if t.role == "user"]
     assert users == ["For sales, press one then two", "Sales, how can I help?"]
+
+
+# ------------------------------------------------------------ a chunk and its mark, one write
+
+
+@pytest.mark.parametrize("sizes", [(10, 40), (125, 126), (300, 65535), (65536, 1)])
+async def test_two_texts_in_one_write_arrive_as_two_frames_in_order(sizes) -> None:
+    from tests.carriers.twilio.test_media_listener import served
+
+    first, second = "a" * sizes[0], "b" * sizes[1]
+    async with served() as (s, client):
+        ws = await asyncio.wait_for(s.sockets.get(), 5)
+        await ws.send_texts(first, second)
+        await ws.send_text("after")
+        assert await asyncio.wait_for(client.recv(), 5) == first
+        assert await asyncio.wait_for(client.recv(), 5) == second
+        assert await asyncio.wait_for(client.recv(), 5) == "after"
+
+
+async def test_two_texts_wait_for_a_full_transport_and_raise_after_our_close() -> None:
+    from starlette.websockets import WebSocketDisconnected
+
+    from tests.carriers.twilio.test_media_listener import served
+
+    async with served() as (s, client):
+        ws = await asyncio.wait_for(s.sockets.get(), 5)
+        ws.pause_writing()  # as the transport calls it when its buffer is full
+        sending = asyncio.create_task(ws.send_texts("one", "two"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not sending.done()
+        ws.resume_writing()
+        await asyncio.wait_for(sending, 5)
+        assert [await asyncio.wait_for(client.recv(), 5) for _ in range(2)] == ["one", "two"]
+        await ws.close(1000)
+        with pytest.raises(WebSocketDisconnected):
+            await ws.send_texts("three", "four")
+
+
+async def test_on_the_listener_an_agent_chunk_and_its_mark_go_out_as_two_twilio_frames() -> None:
+    sent = asyncio.Event()
+
+    async def speak(call: TwilioCallAudio) -> None:
+        await call.send_audio_marked(chunk(7), "m1")
+        sent.set()
+        async for _ in call.events():
+            pass
+
+    app = Listening(handle=speak)
+    async with listening(app):
+        ws = await open_stream(app, app.signed(), app.parameters())
+        media_frame = twilio.read_server_frame(await asyncio.wait_for(ws.recv(), 5))
+        mark_frame = twilio.read_server_frame(await asyncio.wait_for(ws.recv(), 5))
+        await ws.send(stop(2))
+        await ws.close()
+    assert media_frame == twilio.ServerMedia(SID, chunk(7))
+    assert mark_frame == twilio.ServerMark(SID, "m1")
