@@ -471,3 +471,23 @@ async def test_on_the_listener_an_agent_chunk_and_its_mark_go_out_as_two_twilio_
         await ws.close()
     assert media_frame == twilio.ServerMedia(SID, chunk(7))
     assert mark_frame == twilio.ServerMark(SID, "m1")
+
+
+async def test_a_held_socket_reads_nothing_until_let_go_and_then_hands_the_frame_over() -> None:
+    from tests.carriers.twilio.test_media_listener import served
+
+    async with served() as (s, client):
+        ws = await asyncio.wait_for(s.sockets.get(), 5)
+        got: list[str | bytes] = []
+        dispatching = asyncio.create_task(ws.dispatch(lambda data: got.append(data) or False))
+        await client.send("first")
+        await _within(_until(lambda: got), "the first frame never came")
+        ws.hold_reading(True)  # the call is behind
+        await client.send("second")
+        await asyncio.sleep(0.2)
+        assert got == ["first"]  # it waits in TCP, not in memory
+        ws.hold_reading(False)
+        await _within(_until(lambda: len(got) == 2), "the held frame never came")
+        assert got == ["first", "second"]
+        await client.close()
+        assert await _within(dispatching, "dispatch did not end with the socket") is False
