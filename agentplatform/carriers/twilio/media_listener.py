@@ -371,24 +371,24 @@ class MediaSocket(picows.WSListener):
             raise WebSocketDisconnect(message["code"], message.get("reason"))
         return message["bytes"]
 
-    async def send_text(self, data: str) -> None:
+    async def _writable(self) -> None:
+        """Wait while the transport is over its high-water mark; raise as Starlette
+        does once either side has closed."""
         if self._drained is not None:
             await asyncio.shield(self._drained)
         if self._close_sent:
             raise WebSocketDisconnected('Cannot call "send" once a close message has been sent.')
         if self._disconnected:
             raise WebSocketDisconnect(code=_ABNORMAL)
+
+    async def send_text(self, data: str) -> None:
+        await self._writable()
         self._ws.send(_TEXT, data)
 
     async def send_texts(self, first: str, second: str) -> None:
         """Two text messages as two frames in one write (one system call instead of
         two): an agent's audio chunk and its mark. Waits and raises as ``send_text``."""
-        if self._drained is not None:
-            await asyncio.shield(self._drained)
-        if self._close_sent:
-            raise WebSocketDisconnected('Cannot call "send" once a close message has been sent.')
-        if self._disconnected:
-            raise WebSocketDisconnect(code=_ABNORMAL)
+        await self._writable()
         ws = self._ws
         if ws.is_close_frame_sent or ws.is_disconnected:  # as picows' own send
             return
@@ -396,12 +396,7 @@ class MediaSocket(picows.WSListener):
         ws.underlying_transport.write(_text_header(len(a)) + a + _text_header(len(b)) + b)
 
     async def send_bytes(self, data: bytes) -> None:
-        if self._drained is not None:
-            await asyncio.shield(self._drained)
-        if self._close_sent:
-            raise WebSocketDisconnected('Cannot call "send" once a close message has been sent.')
-        if self._disconnected:
-            raise WebSocketDisconnect(code=_ABNORMAL)
+        await self._writable()
         self._ws.send(_BINARY, data)
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
