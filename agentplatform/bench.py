@@ -106,10 +106,25 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+# The cores this process was given when it started. The bench pins itself (and so every
+# child it forks) to the load's core, so a server's pin is chosen from these, not from the
+# one core it inherited: checked against its own affinity, the server stayed on the load's
+# core and the two shared it.
+_CORES: tuple[int, ...] = (tuple(sorted(os.sched_getaffinity(0)))
+                           if hasattr(os, "sched_getaffinity") else ())
+
+
 def _pin(cpu: int) -> None:
-    with contextlib.suppress(AttributeError, OSError):
-        if len(os.sched_getaffinity(0)) > 1:
-            os.sched_setaffinity(0, {cpu})
+    """Run on the ``cpu``-th core the bench was given (0: the server's, 1: the load's),
+    when it was given at least two."""
+    if len(_CORES) > 1:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {_CORES[cpu % len(_CORES)]})
+
+
+def load_core() -> int | None:
+    """The core the load processes run on, or ``None`` on a one-core machine."""
+    return _CORES[1] if len(_CORES) > 1 else None
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from agentplatform import bench_load as load
-from agentplatform.bench import _cpu_seconds, _pin, _rss_mb, start_server
+from agentplatform.bench import _cpu_seconds, _pin, _rss_mb, load_core, start_server
 from agentplatform.testing.twilio_caller import SIMULATED_AUTH_TOKEN
 
 MAX_LOAD_LAG_MS = 2.0
@@ -134,7 +134,7 @@ async def run_level(kind: str, calls: int, seconds: float, workdir: Path,
             args = {"base_url": server.base_url, "auth_token": SIMULATED_AUTH_TOKEN,
                     "numbers": numbers[p::n_proc], "to": NUMBER, "model_port": model_port,
                     "start_at": start_at, "ramp": ramp, "stop_at": window_end + 0.3,
-                    "record_from": record_from, "cpu": 1 if len(os.sched_getaffinity(0)) > 1 else None}
+                    "record_from": record_from, "cpu": load_core()}
             proc = ctx.Process(target=load.run_process, args=(args, child), daemon=True)
             proc.start()
             child.close()
