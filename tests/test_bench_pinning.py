@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 
 import pytest
 
 from agentplatform import bench
 
+# The bench process pins itself to the load's core, then starts a server the way
+# ``bench.start_server`` does (pinned in ``preexec_fn``); the server reports its cores.
+_BENCH = """
+import os, subprocess, sys
+from agentplatform import bench
+bench._pin(1)
+report = "import os; print(','.join(map(str, sorted(os.sched_getaffinity(0)))))"
+server = subprocess.run([sys.executable, "-c", report], preexec_fn=lambda: bench._pin(0),
+                        capture_output=True, text=True, check=True)
+print(server.stdout.strip())
+"""
+
 
 @pytest.mark.skipif(len(bench._CORES) < 2, reason="needs two cores to keep them apart")
-def test_a_server_forked_by_the_pinned_bench_runs_on_the_servers_core_not_the_loads() -> None:
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the bench process: pinned to the load's core, then starting a server
-        try:
-            bench._pin(1)
-            child = os.fork()
-            if child == 0:
-                bench._pin(0)  # what start_server's preexec_fn does
-                os.write(write, ",".join(map(str, sorted(os.sched_getaffinity(0)))).encode())
-                os._exit(0)
-            os.waitpid(child, 0)
-        finally:
-            os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    server_cores = os.read(read, 100).decode()
-    os.close(read)
+def test_a_server_started_by_the_pinned_bench_runs_on_the_servers_core_not_the_loads() -> None:
+    server_cores = subprocess.run([sys.executable, "-c", _BENCH], capture_output=True,
+                                  text=True, check=True).stdout.strip()
     assert server_cores == str(bench._CORES[0])
     assert bench.load_core() == bench._CORES[1]
