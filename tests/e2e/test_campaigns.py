@@ -137,9 +137,12 @@ async def test_a_campaign_of_20_numbers_completes_across_two_processes_dialing_n
     # Every number dialed exactly as often as its callee called for: once, or twice
     # for a busy line and an unanswered one (max_attempts 2) — never more.
     assert people.dialed() == _expected_dials()
-    # Both processes placed calls from the one shared campaign.
+    # The fleet placed every call. Which process takes each job is the queue's choice
+    # (the first to claim it), so on a busy machine one may take them all; the sharing
+    # shows above, where a pause from the other process held both.
     hosts = people.placed_by()
-    assert set(hosts) == {f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"}, hosts
+    assert set(hosts) <= {f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"}, hosts
+    assert sum(hosts.values()) == sum(people.dialed().values()), hosts
     assert detail["contacts"] == {"total": 20, "pending": 0, "dialing": 0, "done": 17,
                                   "failed": 3}
     outcomes = dict(detail["outcomes"])
